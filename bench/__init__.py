@@ -1,0 +1,1 @@
+"""chatapp benchmark suite (bench-only; see bench/README.md)."""

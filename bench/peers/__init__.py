@@ -1,0 +1,1 @@
+"""Minimal, honest broadcast servers chatapp is compared with."""

@@ -1,0 +1,115 @@
+"""Accounts: who may register, how a login is checked, and when it is throttled."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from .passwords import Passwords
+from .storage import Storage, User, UsernameTaken
+from .storage.models import utcnow
+
+USERNAME_RE = re.compile(r"[A-Za-z0-9_.\-]{3,32}")
+PASSWORD_MIN, PASSWORD_MAX = 8, 256
+FAILURE_WINDOW = timedelta(minutes=15)
+MAX_FAILURES_PER_USER = 5
+MAX_FAILURES_PER_ADDRESS = 20
+SESSION_IDLE = timedelta(days=14)
+SESSION_TOUCH_EVERY = timedelta(minutes=1)
+
+
+class AccountError(ValueError):
+    """A registration or login the user must correct; ``status`` is the HTTP answer."""
+
+    def __init__(self, message: str, status: int = 400, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Login:
+    user: User
+    token: str  # goes into the signed cookie; only its hash is stored
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_username(username: str) -> str:
+    if not USERNAME_RE.fullmatch(username):
+        raise AccountError("Usernames are 3–32 characters: letters, digits, _ . and -.")
+    return username
+
+
+def check_password(password: str) -> str:
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise AccountError(f"Passwords are {PASSWORD_MIN}–{PASSWORD_MAX} characters long.")
+    return password
+
+
+class Accounts:
+    def __init__(self, storage: Storage, passwords: Passwords) -> None:
+        self.storage = storage
+        self.passwords = passwords
+
+    async def register(self, username: str, password: str, *, admin: bool = False) -> User:
+        check_username(username)
+        check_password(password)
+        if await self.storage.user_by_name(username) is not None:
+            raise AccountError("That username is taken.", status=409)
+        password_hash = await self.passwords.hash(password)
+        try:
+            return await self.storage.create_user(username, password_hash, admin=admin)
+        except UsernameTaken:
+            raise AccountError("That username is taken.", status=409) from None
+
+    async def authenticate(self, username: str, password: str, address: str) -> User:
+        """Return the user, or raise 401 (wrong) or 429 (too many failures)."""
+        keys = [f"user:{username.casefold()}", f"addr:{address}"]
+        await self._check_throttle(keys)
+        user = await self.storage.user_by_name(username) if len(username) <= 64 else None
+        ok = await self.passwords.verify(user.password_hash if user else None, password[:1024])
+        if user is None or not ok:
+            await self.storage.record_login_failure(keys)
+            raise AccountError("Invalid username or password", status=401)
+        if self.passwords.needs_rehash(user.password_hash):
+            await self.storage.set_password_hash(user.id, await self.passwords.hash(password))
+        return user
+
+    async def _check_throttle(self, keys: list[str]) -> None:
+        now = utcnow()
+        for key, limit in zip(keys, (MAX_FAILURES_PER_USER, MAX_FAILURES_PER_ADDRESS), strict=True):
+            count, oldest = await self.storage.login_failures(key, now - FAILURE_WINDOW)
+            if count >= limit and oldest is not None:
+                wait = (oldest + FAILURE_WINDOW - now).total_seconds()
+                raise AccountError(
+                    "Too many failed logins. Try again later.",
+                    status=429,
+                    retry_after=max(1, int(wait) + 1),
+                )
+
+    async def start_session(self, user: User) -> Login:
+        token = secrets.token_urlsafe(32)
+        await self.storage.create_session(token_hash(token), user.id)
+        return Login(user, token)
+
+    async def resume_session(self, token: str) -> User | None:
+        """The session's user, refreshing its idle clock at most once a minute."""
+        now = utcnow()
+        hashed = token_hash(token)
+        record = await self.storage.session(hashed, now - SESSION_IDLE)
+        if record is None:
+            return None
+        if now - record.last_seen > SESSION_TOUCH_EVERY:
+            await self.storage.touch_session(hashed)
+        return record.user
+
+    async def end_session(self, token: str) -> None:
+        await self.storage.delete_session(token_hash(token))
+
+

@@ -1,0 +1,11 @@
+"""The module-level app servers import: ``hypercorn chatapp.asgi:app``."""
+
+import logging
+
+from . import create_app
+from .wsdeflate import install as _install_bounded_deflate
+
+# One line per websocket open/close beside Hypercorn's access log; never secrets.
+logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+_install_bounded_deflate()
+app = create_app()

@@ -1,0 +1,205 @@
+"""Local fan-out: one process's websocket outboxes, grouped by channel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+from ..events import CONTROL_PREFIX, is_sheddable
+from . import Transport
+
+log = logging.getLogger(__name__)
+
+OUTBOX_LIMIT = 1024  # queued events per connection before it counts as a slow consumer
+FRAME_LIMIT = 256  # events coalesced into one frame at most
+CLOSE_SLOW_CONSUMER = 1013
+
+
+class Outbox:
+    """One connection's bounded queue of encoded events, filled without awaiting.
+
+    When the queue is full, typing and presence events are shed first; if only room
+    events remain the connection is closed with 1013 (it recovers with ``sync``),
+    so a reader that stalls never holds anyone else back.
+    """
+
+    __slots__ = ("_items", "_ready", "limit", "close_code", "close_reason", "channels",
+                 "on_control", "shed", "own_typing_suffix")
+
+    def __init__(
+        self, limit: int = OUTBOX_LIMIT, on_control: Callable[[str], None] | None = None
+    ) -> None:
+        self._items: deque[str] = deque()
+        self._ready = asyncio.Event()
+        self.limit = limit
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.channels: set[str] = set()
+        self.on_control = on_control
+        self.shed = 0
+        # Typing events ending with this (the owner's name) are not echoed back.
+        self.own_typing_suffix: str | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def push(self, payload: str) -> None:
+        if self.close_code is not None:
+            return
+        if payload.startswith(CONTROL_PREFIX):
+            if self.on_control is not None:
+                self.on_control(payload)
+            return
+        if (
+            self.own_typing_suffix is not None
+            and payload.endswith(self.own_typing_suffix)
+            and payload.startswith('{"type":"typing"')
+        ):
+            return
+        if len(self._items) >= self.limit and not self._make_room(payload):
+            return
+        self._items.append(payload)
+        self._ready.set()
+
+    def push_first(self, payload: str) -> None:
+        """Queue an event ahead of everything else (the connection's ``hello``)."""
+        if self.close_code is None:
+            self._items.appendleft(payload)
+            self._ready.set()
+
+    def _make_room(self, payload: str) -> bool:
+        self.shed += 1
+        if is_sheddable(payload):
+            return False
+        for index, queued in enumerate(self._items):
+            if is_sheddable(queued):
+                del self._items[index]
+                return True
+        self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and sync")
+        return False
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+            self._items.clear()
+            self._ready.set()
+
+    async def next_frame(self) -> str | None:
+        """Wait for the next frame to send; None once the connection must close.
+
+        Several queued events go out as one JSON array (SPEC §6), which keeps the
+        per-frame cost flat when a busy room outpaces one connection.
+        """
+        while not self._items:
+            if self.close_code is not None:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        if self.close_code is not None:
+            return None
+        items = self._items
+        if len(items) == 1:
+            return items.popleft()
+        count = min(len(items), FRAME_LIMIT)
+        batch = [items.popleft() for _ in range(count)]
+        return "[" + ",".join(batch) + "]"
+
+
+class Hub:
+    """Routes every event the transport receives to this process's outboxes.
+
+    The transport is subscribed to a channel only while a local outbox wants it.
+    """
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self._channels: dict[str, set[Outbox]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        await self.transport.connect(self.deliver)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self.transport.close()
+
+    def deliver(self, channel: str, payload: str) -> None:
+        outboxes = self._channels.get(channel)
+        if outboxes:
+            for outbox in tuple(outboxes):
+                outbox.push(payload)
+
+    def local_subscribers(self, channel: str) -> int:
+        return len(self._channels.get(channel, ()))
+
+    @property
+    def channel_count(self) -> int:
+        return len(self._channels)
+
+    def outboxes(self) -> set[Outbox]:
+        return {outbox for group in self._channels.values() for outbox in group}
+
+    async def publish(self, channel: str, payload: str) -> None:
+        await self.transport.publish(channel, payload)
+
+    async def add(self, outbox: Outbox, channel: str) -> None:
+        group = self._channels.setdefault(channel, set())
+        first = not group
+        group.add(outbox)
+        outbox.channels.add(channel)
+        if first:
+            await self.transport.subscribe(channel)
+
+    async def remove(self, outbox: Outbox, channel: str) -> None:
+        if self._detach(outbox, channel):
+            await self._unsubscribe(channel)
+
+    def _detach(self, outbox: Outbox, channel: str) -> bool:
+        """Drop an outbox from a channel locally; True if it was the last one."""
+        outbox.channels.discard(channel)
+        group = self._channels.get(channel)
+        if group is None:
+            return False
+        group.discard(outbox)
+        if group:
+            return False
+        del self._channels[channel]
+        return True
+
+    async def _unsubscribe(self, channel: str) -> None:
+        await self.transport.unsubscribe(channel)
+        if channel in self._channels:  # someone subscribed again while we awaited
+            await self.transport.subscribe(channel)
+
+    def spawn(self, coro: Any, name: str) -> None:
+        """Run a follow-up (e.g. subscribe a new room) in the background, logging a crash."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("hub task %s crashed", task.get_name(), exc_info=task.exception())
+
+    @contextlib.asynccontextmanager
+    async def subscription(self, outbox: Outbox, channels: Iterable[str]) -> AsyncIterator[Outbox]:
+        """Subscribe an outbox to channels; always unsubscribe it from all on exit."""
+        try:
+            for channel in channels:
+                await self.add(outbox, channel)
+            yield outbox
+        finally:
+            # Local state is cleaned synchronously, so even a cancelled handler
+            # leaves no outbox behind; only the transport calls are awaited.
+            emptied = [c for c in list(outbox.channels) if self._detach(outbox, c)]
+            for channel in emptied:
+                try:
+                    await self._unsubscribe(channel)
+                except Exception:
+                    log.warning("could not unsubscribe from %s", channel, exc_info=True)

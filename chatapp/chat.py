@@ -1,0 +1,206 @@
+"""The chat domain: rooms and their event streams. Validate, store, then publish."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .broker.hub import Hub
+from .events import encode, message_event, room_channel, user_channel
+from .storage import SYNC_LIMIT, Message, MessagePage, Room, RoomExists, RoomSummary, Storage, User
+
+MAX_BODY = 4000
+MAX_NONCE = 64
+MAX_ROOM_NAME = 64
+PAGE_DEFAULT, PAGE_MAX = 50, 200
+TYPING_EVERY = 2.0
+ROOM_KINDS = ("public", "private")
+
+
+class ChatError(Exception):
+    """A request the domain refuses; ``code`` is the websocket error code."""
+
+    STATUS = {"invalid": 422, "forbidden": 403, "not_found": 404, "conflict": 409}
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+    @property
+    def status(self) -> int:
+        return self.STATUS.get(self.code, 400)
+
+
+def clean_body(body: Any) -> str:
+    if not isinstance(body, str):
+        raise ChatError("invalid", "body must be a string", "body")
+    body = body.strip()
+    if not 1 <= len(body) <= MAX_BODY:
+        raise ChatError("invalid", f"body must be 1–{MAX_BODY} characters", "body")
+    return body
+
+
+def clean_nonce(nonce: Any) -> str | None:
+    if nonce is None:
+        return None
+    if not isinstance(nonce, str) or not 1 <= len(nonce) <= MAX_NONCE:
+        raise ChatError("invalid", f"nonce must be a string of 1–{MAX_NONCE} characters", "nonce")
+    return nonce
+
+
+def slugify(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48]
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    room: str
+    events: list[Message]
+    last_seq: int
+    recovered: bool
+
+    def encode(self, ref: str | None = None) -> str:
+        fields: dict[str, Any] = {
+            "room": self.room,
+            "events": [
+                {"type": "message", "room": m.room, "seq": m.seq, "message": m.to_json()}
+                for m in self.events
+            ],
+            "last_seq": self.last_seq,
+            "recovered": self.recovered,
+        }
+        if ref is not None:
+            fields["ref"] = ref
+        return encode("synced", **fields)
+
+
+class Chat:
+    def __init__(self, storage: Storage, hub: Hub) -> None:
+        self.storage = storage
+        self.hub = hub
+        self._typing_sent: dict[tuple[int, int], float] = {}
+
+    async def room_for(self, user: User, slug: Any, *, to_write: bool = False) -> Room:
+        """The room a user may read (public or member) or write (member)."""
+        if not isinstance(slug, str) or not slug:
+            raise ChatError("invalid", "room must be a room slug", "room")
+        room = await self.storage.room(slug)
+        if room is None:
+            raise ChatError("not_found", f"no room {slug!r}")
+        if to_write or room.kind == "private":
+            if not await self.storage.is_member(user.id, room.id):
+                if room.kind == "private":  # do not reveal private rooms to outsiders
+                    raise ChatError("not_found", f"no room {slug!r}")
+                raise ChatError("forbidden", f"join {slug!r} first")
+        return room
+
+    async def post(
+        self,
+        user: User,
+        room: Room,
+        body: Any,
+        nonce: Any,
+        stored: Callable[[Message], None] | None = None,
+    ) -> Message:
+        """Store a message (commit), tell ``stored`` (the sender's ack), then publish."""
+        text, nonce = clean_body(body), clean_nonce(nonce)
+        message, created = await self.storage.add_message(room.id, user.id, text, nonce)
+        if stored is not None:
+            stored(message)
+        if created:
+            await self.hub.publish(room_channel(room.slug), message_event(message))
+        return message
+
+    async def history(
+        self, room: Room, before: int | None, after: int | None, limit: int
+    ) -> MessagePage:
+        return await self.storage.messages(room.id, before=before, after=after, limit=limit)
+
+    async def sync(self, room: Room, after: Any) -> SyncResult:
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ChatError("invalid", "after must be a non-negative integer seq", "after")
+        events = await self.storage.events_after(room.id, after, SYNC_LIMIT + 1)
+        if len(events) > SYNC_LIMIT:
+            current = await self.storage.room(room.slug)
+            return SyncResult(room.slug, [], current.last_seq if current else 0, False)
+        if events:
+            return SyncResult(room.slug, events, events[-1].seq, True)
+        current = await self.storage.room(room.slug)
+        return SyncResult(room.slug, [], current.last_seq if current else 0, True)
+
+    async def typing(self, user: User, room: Room) -> None:
+        """Tell the room someone is typing, at most once per 2 s per user and room."""
+        key, now = (user.id, room.id), time.monotonic()
+        if now - self._typing_sent.get(key, 0.0) < TYPING_EVERY:
+            return
+        if len(self._typing_sent) > 10_000:
+            self._typing_sent.clear()
+        self._typing_sent[key] = now
+        await self.hub.publish(room_channel(room.slug), encode("typing", room=room.slug,
+                                                               user=user.username))
+
+    async def mark_read(self, user: User, room: Room, seq: Any, origin: str) -> int:
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            raise ChatError("invalid", "seq must be a non-negative integer", "seq")
+        marker = await self.storage.mark_read(user.id, room.id, seq)
+        # A control event: each of the user's connections but the origin forwards it.
+        await self.hub.publish(
+            user_channel(user.id), encode("_read", room=room.slug, seq=marker, origin=origin)
+        )
+        return marker
+
+    async def create_room(self, user: User, name: Any, kind: Any) -> RoomSummary:
+        if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_ROOM_NAME:
+            raise ChatError("invalid", f"name must be 1–{MAX_ROOM_NAME} characters", "name")
+        if kind not in ROOM_KINDS:
+            raise ChatError("invalid", "kind must be public or private", "kind")
+        name = name.strip()
+        slug = slugify(name)
+        if not slug:
+            raise ChatError("invalid", "name needs at least one letter or digit", "name")
+        try:
+            room = await self.storage.create_room(slug, name, kind, user.id)
+        except RoomExists:
+            raise ChatError("conflict", f"a room {slug!r} exists already", "name") from None
+        summary = RoomSummary(room.id, room.slug, room.name, room.kind, 0, room.last_seq)
+        await self._announce_joined(user.id, summary)
+        return summary
+
+    async def join(self, user: User, slug: str) -> RoomSummary:
+        room = await self.room_for(user, slug)
+        if room.kind != "public":
+            raise ChatError("forbidden", "private rooms are joined by invitation")
+        await self.storage.join(user.id, room.id)
+        summary = RoomSummary(room.id, room.slug, room.name, room.kind, 0, room.last_seq)
+        await self._announce_joined(user.id, summary)
+        return summary
+
+    async def add_member(self, user: User, slug: str, username: Any) -> RoomSummary:
+        room = await self.room_for(user, slug, to_write=True)
+        if not isinstance(username, str):
+            raise ChatError("invalid", "username must be a string", "username")
+        member = await self.storage.user_by_name(username)
+        if member is None:
+            raise ChatError("not_found", f"no user {username!r}", "username")
+        await self.storage.join(member.id, room.id)
+        summary = RoomSummary(room.id, room.slug, room.name, room.kind, 0, room.last_seq)
+        await self._announce_joined(member.id, summary)
+        return summary
+
+    async def leave(self, user: User, slug: str) -> None:
+        room = await self.room_for(user, slug, to_write=True)
+        await self.storage.leave(user.id, room.id)
+        channel = user_channel(user.id)
+        await self.hub.publish(channel, encode("_leave", room=room.slug))
+        await self.hub.publish(channel, encode("room_left", room=room.slug))
+
+    async def _announce_joined(self, user_id: int, summary: RoomSummary) -> None:
+        # Connections subscribe to the room first (control), then tell the client.
+        channel = user_channel(user_id)
+        await self.hub.publish(channel, encode("_join", room=summary.slug))
+        await self.hub.publish(channel, encode("room_joined", room=summary.to_json()))

@@ -1,0 +1,118 @@
+"""Configuration from ``CHATAPP_`` environment variables, with embedded defaults."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "CHATAPP_ENV": "development",
+    "CHATAPP_DATABASE_URL": "sqlite:///instance/chatapp.db",
+    "CHATAPP_BROKER_URL": "memory://",
+    "CHATAPP_ALLOWED_ORIGINS": "",
+    "CHATAPP_PRESENCE_GRACE_SECONDS": "5",
+    "CHATAPP_SEND_RATE": "20/10",
+    "CHATAPP_API_RATE": "600/60",
+    # A websocket that sends nothing for this long is closed as half-open; the
+    # browser client pings every 20 s.
+    "CHATAPP_IDLE_TIMEOUT": "50",
+}
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or unsafe; the app refuses to start."""
+
+
+@dataclass(frozen=True)
+class Rate:
+    """COUNT events per SECONDS, parsed from ``"COUNT/SECONDS"``."""
+
+    count: int
+    seconds: float
+
+    @classmethod
+    def parse(cls, text: str, name: str) -> Rate:
+        try:
+            count_text, seconds_text = text.split("/")
+            rate = cls(int(count_text), float(seconds_text))
+        except ValueError:
+            raise ConfigError(f"{name} must look like COUNT/SECONDS, got {text!r}") from None
+        if rate.count < 1 or rate.seconds <= 0:
+            raise ConfigError(f"{name} needs a positive count and period, got {text!r}")
+        return rate
+
+
+def load(overrides: dict[str, Any] | None = None, instance_path: Path | None = None) -> dict[str, Any]:
+    """Merge defaults, the environment and explicit overrides into a checked config dict."""
+    config: dict[str, Any] = dict(DEFAULTS)
+    config.update({k: v for k, v in os.environ.items() if k.startswith("CHATAPP_")})
+    config.update(overrides or {})
+    instance = Path(config.get("CHATAPP_INSTANCE_PATH") or instance_path or "instance")
+    config["CHATAPP_INSTANCE_PATH"] = str(instance)
+
+    env = config["CHATAPP_ENV"]
+    if env not in ("development", "production", "testing"):
+        raise ConfigError(f"CHATAPP_ENV must be development or production, got {env!r}")
+    production = env == "production"
+
+    if not config.get("CHATAPP_SECRET_KEY"):
+        if production:
+            raise ConfigError("CHATAPP_SECRET_KEY is required when CHATAPP_ENV=production")
+        config["CHATAPP_SECRET_KEY"] = _development_secret(instance)
+    elif production and len(str(config["CHATAPP_SECRET_KEY"])) < 32:
+        raise ConfigError("CHATAPP_SECRET_KEY must be at least 32 characters in production")
+
+    config["CHATAPP_SEND_RATE"] = Rate.parse(str(config["CHATAPP_SEND_RATE"]), "CHATAPP_SEND_RATE")
+    config["CHATAPP_API_RATE"] = Rate.parse(str(config["CHATAPP_API_RATE"]), "CHATAPP_API_RATE")
+    try:
+        grace = float(config["CHATAPP_PRESENCE_GRACE_SECONDS"])
+    except ValueError:
+        raise ConfigError("CHATAPP_PRESENCE_GRACE_SECONDS must be a number of seconds") from None
+    if grace < 0:
+        raise ConfigError("CHATAPP_PRESENCE_GRACE_SECONDS must not be negative")
+    config["CHATAPP_PRESENCE_GRACE_SECONDS"] = grace
+    try:
+        config["CHATAPP_IDLE_TIMEOUT"] = float(config["CHATAPP_IDLE_TIMEOUT"])
+    except ValueError:
+        raise ConfigError("CHATAPP_IDLE_TIMEOUT must be a number of seconds") from None
+    origins = config["CHATAPP_ALLOWED_ORIGINS"]
+    if isinstance(origins, str):
+        origins = [o.strip().rstrip("/") for o in origins.split(",") if o.strip()]
+    config["CHATAPP_ALLOWED_ORIGINS"] = list(origins)
+    config["CHATAPP_DATABASE_URL"] = _resolve_sqlite_url(str(config["CHATAPP_DATABASE_URL"]))
+    return config
+
+
+def _resolve_sqlite_url(url: str) -> str:
+    """Keep ``sqlite:///relative`` relative to the working directory, as documented."""
+    if url.startswith("sqlite:///") or url.startswith("postgres"):
+        return url
+    if url.startswith("sqlite://"):
+        raise ConfigError("sqlite URLs take three slashes: sqlite:///path/to/file.db")
+    raise ConfigError(f"CHATAPP_DATABASE_URL must be sqlite:///PATH or postgresql://..., got {url!r}")
+
+
+def _development_secret(instance: Path) -> str:
+    """Return the development secret kept in ``instance/``, generating it once."""
+    path = instance / "secret_key"
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another worker won the race; use its secret
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+    log.warning(
+        "Using the development secret in %s. Set CHATAPP_SECRET_KEY and "
+        "CHATAPP_ENV=production for a real deployment.",
+        path,
+    )
+    return path.read_text().strip()

@@ -1,0 +1,151 @@
+"""One websocket connection's protocol (SPEC §6): parse a frame, act, reply."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .broker.hub import Outbox
+from .chat import ChatError
+from .config import Rate
+from .events import encode, room_channel
+from .ratelimit import TokenBucket
+from .services import Services
+from .storage import User
+
+log = logging.getLogger(__name__)
+
+MAX_REF = 64
+CLOSE_UNSUPPORTED = 1003
+CLOSE_TOO_BIG = 1009
+MAX_FRAME_BYTES = 64 * 1024
+
+Handler = Callable[["Connection", dict[str, Any], "str | None"], Awaitable[None]]
+
+
+class FrameError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Connection:
+    """The server side of one tab: its user, outbox and limits."""
+
+    def __init__(self, services: Services, user: User, send_rate: Rate) -> None:
+        self.id = secrets.token_hex(6)
+        self.services = services
+        self.user = user
+        self.sends = TokenBucket(send_rate)
+        self.outbox = Outbox(on_control=self.on_control)
+        self.outbox.own_typing_suffix = f',"user":{json.dumps(user.username)}}}'
+
+    # frames from the client
+    async def receive(self, data: str | bytes) -> None:
+        if isinstance(data, bytes):
+            self.outbox.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
+            return
+        if len(data) > MAX_FRAME_BYTES and len(data.encode()) > MAX_FRAME_BYTES:
+            self.outbox.close(CLOSE_TOO_BIG, "frames are limited to 64 KiB")
+            return
+        frame: Any = None
+        try:
+            frame = json.loads(data)
+            if not isinstance(frame, dict):
+                raise FrameError("invalid", "a frame must be a JSON object")
+            ref = frame.get("ref")
+            if ref is not None and (not isinstance(ref, str) or len(ref) > MAX_REF):
+                raise FrameError("invalid", f"ref must be a string of at most {MAX_REF} chars")
+            handler = HANDLERS.get(frame.get("type"))  # type: ignore[arg-type]
+            if handler is None:
+                raise FrameError("invalid", f"unknown type {frame.get('type')!r}")
+            await handler(self, frame, ref)
+        except json.JSONDecodeError:
+            self.error("invalid", "a frame must be JSON text", {})
+        except FrameError as error:
+            self.error(error.code, error.message, frame)
+        except ChatError as error:
+            self.error(error.code, error.message, frame)
+
+    def error(self, code: str, message: str, frame: Any, **extra: Any) -> None:
+        fields: dict[str, Any] = {"code": code, "message": message}
+        if isinstance(frame, dict):
+            ref, nonce = frame.get("ref"), frame.get("nonce")
+            if isinstance(ref, str) and len(ref) <= MAX_REF:
+                fields["ref"] = ref
+            if isinstance(nonce, str) and len(nonce) <= MAX_REF:
+                fields["nonce"] = nonce
+        fields.update(extra)
+        self.outbox.push(encode("error", **fields))
+
+    def reply(self, event_type: str, ref: str | None, **fields: Any) -> None:
+        if ref is not None:
+            fields["ref"] = ref
+        self.outbox.push(encode(event_type, **fields))
+
+    # control events from the broker (never forwarded to the client as they are)
+    def on_control(self, payload: str) -> None:
+        event = json.loads(payload)
+        kind = event["type"]
+        hub = self.services.hub
+        if kind == "_close":
+            self.outbox.close(int(event["code"]), str(event.get("reason", "")))
+        elif kind == "_join":
+            hub.spawn(hub.add(self.outbox, room_channel(event["room"])), name="ws-join")
+        elif kind == "_leave":
+            hub.spawn(hub.remove(self.outbox, room_channel(event["room"])), name="ws-leave")
+        elif kind == "_read" and event.get("origin") != self.id:
+            self.outbox.push(encode("read", room=event["room"], seq=event["seq"]))
+
+
+async def _send(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:
+    chat = conn.services.chat
+    wait = conn.sends.take()
+    if wait is not None:
+        conn.error("rate_limited", "too many messages; slow down", frame,
+                   retry_after=round(wait + 0.05, 1))
+        return
+    if not isinstance(frame.get("nonce"), str):
+        raise FrameError("invalid", "send needs a nonce (a string of at most 64 chars)")
+    room = await chat.room_for(conn.user, frame.get("room"), to_write=True)
+
+    def acknowledge(message: Any) -> None:
+        conn.reply("ack", ref, nonce=message.nonce, message=message.to_json())
+
+    await chat.post(conn.user, room, frame.get("body"), frame.get("nonce"), acknowledge)
+
+
+async def _sync(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:
+    chat = conn.services.chat
+    room = await chat.room_for(conn.user, frame.get("room"))
+    result = await chat.sync(room, frame.get("after"))
+    conn.outbox.push(result.encode(ref))
+
+
+async def _typing(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:
+    chat = conn.services.chat
+    room = await chat.room_for(conn.user, frame.get("room"), to_write=True)
+    await chat.typing(conn.user, room)
+
+
+async def _read(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:
+    chat = conn.services.chat
+    room = await chat.room_for(conn.user, frame.get("room"), to_write=True)
+    await chat.mark_read(conn.user, room, frame.get("seq"), origin=conn.id)
+
+
+async def _ping(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:
+    conn.reply("pong", ref)
+
+
+HANDLERS: dict[str, Handler] = {
+    "send": _send,
+    "sync": _sync,
+    "typing": _typing,
+    "read": _read,
+    "ping": _ping,
+}

@@ -1,0 +1,108 @@
+"""Error pages for browsers and JSON errors under /api/."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from quart import Quart, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    422: "invalid",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+TITLES = {
+    400: "Bad request",
+    401: "Please log in",
+    403: "Not allowed",
+    404: "Page not found",
+    405: "Method not allowed",
+    413: "Too large",
+    429: "Slow down",
+    500: "Something went wrong",
+    503: "Unavailable",
+}
+
+
+class ApiError(Exception):
+    """The one error type of the JSON API; rendered as SPEC §4's error object."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or CODES.get(status, "error")
+        self.message = message
+        self.field = field
+        self.headers = headers or {}
+
+
+def json_error(
+    status: int, message: str, code: str | None = None, field: str | None = None
+) -> Response:
+    body: dict[str, Any] = {
+        "status": status,
+        "code": code or CODES.get(status, "error"),
+        "message": message,
+    }
+    if field is not None:
+        body["field"] = field
+    response = jsonify({"error": body})
+    response.status_code = status
+    return response
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path in ("/healthz",)
+
+
+async def html_error(status: int, message: str) -> Response:
+    html = await render_template(
+        "error.html", status=status, title=TITLES.get(status, "Error"), message=message
+    )
+    return Response(html, status=status, mimetype="text/html")
+
+
+def init_app(app: Quart) -> None:
+    @app.errorhandler(ApiError)
+    async def handle_api_error(error: ApiError) -> Response:
+        response = json_error(error.status, error.message, error.code, error.field)
+        response.headers.update(error.headers)
+        return response
+
+    @app.errorhandler(HTTPException)
+    async def handle_http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        message = error.description or TITLES.get(status, "Error")
+        response = (
+            json_error(status, message) if wants_json() else await html_error(status, message)
+        )
+        if status == 405 and hasattr(error, "valid_methods") and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    async def handle_crash(error: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if app.debug:
+            raise error
+        message = InternalServerError.description
+        return json_error(500, message) if wants_json() else await html_error(500, message)

@@ -1,0 +1,47 @@
+"""Websocket events: built once as JSON text, then shared by every recipient."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .storage import Message
+
+# Events a full queue may drop: they describe a moment, not the room's history.
+SHEDDABLE_PREFIXES = ('{"type":"typing"', '{"type":"presence"')
+# Events for the connection itself (close it, follow a new room), never sent to clients.
+CONTROL_PREFIX = '{"type":"_'
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+
+
+def encode(event_type: str, **fields: Any) -> str:
+    """Encode an event with ``type`` first, so prefixes classify it cheaply."""
+    return _encoder.encode({"type": event_type, **fields})
+
+
+def message_event(message: Message) -> str:
+    return encode("message", room=message.room, seq=message.seq, message=message.to_json())
+
+
+def presence_event(username: str, online: bool) -> str:
+    return encode("presence", user=username, online=online)
+
+
+def is_sheddable(payload: str) -> bool:
+    return payload.startswith(SHEDDABLE_PREFIXES)
+
+
+def room_channel(slug: str) -> str:
+    return f"room:{slug}"
+
+
+def user_channel(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def session_channel(token_hash: str) -> str:
+    return f"session:{token_hash}"
+
+
+PRESENCE_CHANNEL = "presence"

@@ -1,0 +1,49 @@
+"""Token buckets for send and post limits."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+from .config import Rate
+
+
+class TokenBucket:
+    """``rate.count`` events per ``rate.seconds``, with a burst of ``rate.count``."""
+
+    __slots__ = ("_capacity", "_per_second", "_tokens", "_stamp")
+
+    def __init__(self, rate: Rate) -> None:
+        self._capacity = float(rate.count)
+        self._per_second = rate.count / rate.seconds
+        self._tokens = self._capacity
+        self._stamp = time.monotonic()
+
+    def take(self) -> float | None:
+        """Spend one token; return None, or the seconds to wait when none is left."""
+        now = time.monotonic()
+        self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._per_second)
+        self._stamp = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return None
+        return (1 - self._tokens) / self._per_second
+
+
+class KeyedLimiter:
+    """One bucket per key (a user id), keeping at most ``max_keys`` recent keys."""
+
+    def __init__(self, rate: Rate, max_keys: int = 10_000) -> None:
+        self._rate = rate
+        self._max_keys = max_keys
+        self._buckets: OrderedDict[object, TokenBucket] = OrderedDict()
+
+    def take(self, key: object) -> float | None:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self._rate)
+            if len(self._buckets) > self._max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket.take()

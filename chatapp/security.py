@@ -1,0 +1,113 @@
+"""Who is asking: the session user, CSRF tokens and the response security headers."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from quart import Quart, Response, g, request, session, websocket
+from quart.wrappers import BaseRequestWebsocket
+
+from .services import services
+from .storage import User
+
+SESSION_LIFETIME = timedelta(days=14)
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'; object-src 'none'"
+)
+
+
+class CSRFError(Exception):
+    """An unsafe request without the session's CSRF token."""
+
+
+def init_app(app: Quart) -> None:
+    production = app.config["CHATAPP_ENV"] == "production"
+    app.config.update(
+        SESSION_COOKIE_NAME="__Host-chatapp" if production else "chatapp_session",
+        SESSION_COOKIE_SECURE=production,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_PATH="/",
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+    )
+    app.jinja_env.globals["csrf_token"] = csrf_token
+    app.before_request(load_user)
+    app.before_websocket(load_user)
+    app.after_request(add_security_headers)
+
+
+async def load_user() -> None:
+    """Resolve the signed cookie's session token against the server-side record."""
+    g.user = None
+    g.session_token = None
+    if request and request.endpoint == "static":
+        return
+    token = session.get("sid")
+    if isinstance(token, str):
+        user = await services().accounts.resume_session(token)
+        if user is None:
+            session.pop("sid", None)  # revoked or expired: the cookie is dead
+        else:
+            g.user, g.session_token = user, token
+
+
+def current_user() -> User | None:
+    return g.get("user")
+
+
+def csrf_token() -> str:
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def check_csrf(given: Any) -> None:
+    expected = session.get("csrf")
+    if not isinstance(given, str) or not isinstance(expected, str):
+        raise CSRFError("missing CSRF token")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise CSRFError("invalid CSRF token")
+
+
+def start_session(token: str) -> None:
+    """Replace the whole cookie session: no fixation, a fresh CSRF token."""
+    session.clear()
+    session.permanent = True
+    session["sid"] = token
+    session["csrf"] = secrets.token_urlsafe(32)
+
+
+def origin_allowed(connection: BaseRequestWebsocket, allowed: list[str]) -> bool:
+    origin = connection.headers.get("Origin")
+    if origin is None:  # non-browser clients (bots, tools) send none; cookies still rule
+        return True
+    origin = origin.rstrip("/")
+    # Behind a TLS proxy the scheme seen here differs from the browser's: the host is
+    # what tells the app's own pages from a foreign site's.
+    parts = urlsplit(origin)
+    if parts.scheme in ("http", "https") and parts.netloc == connection.host:
+        return True
+    return origin in allowed
+
+
+def add_security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("X-Frame-Options", "DENY")
+    if response.mimetype == "text/html":
+        headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def remote_address() -> str:
+    return (request if request else websocket).remote_addr or "unknown"

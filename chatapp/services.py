@@ -1,0 +1,100 @@
+"""The app's long-lived resources, opened before serving and closed after."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from quart import Quart, current_app
+
+from .accounts import Accounts
+from .broker import Transport, open_transport
+from .broker.hub import Hub
+from .chat import Chat
+from .config import ConfigError
+from .passwords import Passwords
+from .presence import Presence
+from .ratelimit import KeyedLimiter
+from .storage import Storage, open_storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    storage: Storage
+    transport: Transport
+    hub: Hub
+    presence: Presence
+    accounts: Accounts
+    chat: Chat
+    api_limiter: KeyedLimiter
+    connections: set[Any] = field(default_factory=set)
+    _lock: IO[str] | None = None
+
+
+def init_app(app: Quart) -> None:
+    """Build the services from config; connect them in ``before_serving``."""
+    config = app.config
+    storage = open_storage(config["CHATAPP_DATABASE_URL"])
+    transport = open_transport(config["CHATAPP_BROKER_URL"])
+    hub = Hub(transport)
+    services = Services(
+        storage=storage,
+        transport=transport,
+        hub=hub,
+        presence=Presence(hub, config["CHATAPP_PRESENCE_GRACE_SECONDS"]),
+        accounts=Accounts(storage, Passwords()),
+        chat=Chat(storage, hub),
+        api_limiter=KeyedLimiter(config["CHATAPP_API_RATE"]),
+    )
+    app.extensions["chatapp"] = services
+
+    @app.before_serving
+    async def open_services() -> None:
+        if not transport.shared_across_processes:
+            services._lock = _claim_single_process(config["CHATAPP_DATABASE_URL"])
+        await storage.connect()
+        await hub.start()
+
+    @app.after_serving
+    async def close_services() -> None:
+        await presence_shutdown(services)
+        await hub.stop()
+        await storage.close()
+        if services._lock is not None:
+            services._lock.close()
+
+
+async def presence_shutdown(services: Services) -> None:
+    try:
+        await services.presence.stop()
+    except Exception:
+        log.warning("could not release presence at shutdown", exc_info=True)
+
+
+def _claim_single_process(database_url: str) -> IO[str] | None:
+    """Refuse a second process on the memory broker: it would split every room."""
+    if not database_url.startswith("sqlite:///") or database_url.endswith(":memory:"):
+        return None
+    path = database_url.removeprefix("sqlite:///") + ".memory-broker.lock"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    handle = open(path, "w")  # noqa: SIM115 - held open for the process lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ConfigError(
+            "another chatapp process already serves this database with the in-memory "
+            "broker (CHATAPP_BROKER_URL=memory://). With workers > 1 or several "
+            "processes each would hold its own rooms and presence; set "
+            "CHATAPP_BROKER_URL=redis://HOST:PORT/N to share them."
+        ) from None
+    return handle
+
+
+def services() -> Services:
+    return current_app.extensions["chatapp"]  # type: ignore[no-any-return]

@@ -1,0 +1,155 @@
+"""The storage interface; one engine module per database, chosen by URL."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import datetime
+
+from .models import Message, MessagePage, Room, RoomSummary, SessionRecord, User
+
+__all__ = [
+    "Message",
+    "MessagePage",
+    "Room",
+    "RoomExists",
+    "RoomSummary",
+    "SessionRecord",
+    "Storage",
+    "StorageError",
+    "User",
+    "UsernameTaken",
+    "open_storage",
+]
+
+GENERAL_ROOM = "general"
+SYNC_LIMIT = 500
+
+
+class StorageError(RuntimeError):
+    """The database did not answer as expected."""
+
+
+class UsernameTaken(StorageError):
+    """Usernames are unique case-insensitively."""
+
+
+class RoomExists(StorageError):
+    """Room slugs are unique."""
+
+
+class Storage(ABC):
+    """Everything chatapp persists. Engines implement it; nothing else holds SQL.
+
+    Writes that assign a room ``seq`` do so in the same transaction as the insert, so a
+    room's event stream has no gaps whatever the number of writers.
+    """
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Open connections and apply pending schema migrations."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise if the database does not answer."""
+
+    @abstractmethod
+    async def epoch(self) -> str:
+        """An id that changes only when the store is replaced."""
+
+    # users
+    @abstractmethod
+    async def create_user(self, username: str, password_hash: str, *, admin: bool = False) -> User:
+        """Insert a user (admin when first or asked), member of the general room."""
+
+    @abstractmethod
+    async def user_by_name(self, username: str) -> User | None:
+        """Look a user up case-insensitively."""
+
+    @abstractmethod
+    async def set_password_hash(self, user_id: int, password_hash: str) -> None: ...
+
+    # sessions
+    @abstractmethod
+    async def create_session(self, token_hash: str, user_id: int) -> None: ...
+
+    @abstractmethod
+    async def session(self, token_hash: str, idle_after: datetime) -> SessionRecord | None:
+        """Return a live session; one last used before ``idle_after`` is deleted instead."""
+
+    @abstractmethod
+    async def touch_session(self, token_hash: str) -> None: ...
+
+    @abstractmethod
+    async def delete_session(self, token_hash: str) -> None: ...
+
+    # failed logins
+    @abstractmethod
+    async def record_login_failure(self, keys: list[str]) -> None: ...
+
+    @abstractmethod
+    async def login_failures(self, key: str, since: datetime) -> tuple[int, datetime | None]:
+        """Count failures for ``key`` since a moment, and the oldest of them."""
+
+    # rooms
+    @abstractmethod
+    async def create_room(self, slug: str, name: str, kind: str, creator_id: int) -> Room:
+        """Create a room with its creator as first member; RoomExists if the slug is used."""
+
+    @abstractmethod
+    async def room(self, slug: str) -> Room | None: ...
+
+    @abstractmethod
+    async def rooms_of(self, user_id: int) -> list[RoomSummary]:
+        """The rooms a user belongs to, with unread counts, ordered by name."""
+
+    @abstractmethod
+    async def public_rooms(self) -> list[Room]: ...
+
+    @abstractmethod
+    async def is_member(self, user_id: int, room_id: int) -> bool: ...
+
+    @abstractmethod
+    async def join(self, user_id: int, room_id: int) -> None: ...
+
+    @abstractmethod
+    async def leave(self, user_id: int, room_id: int) -> None: ...
+
+    @abstractmethod
+    async def mark_read(self, user_id: int, room_id: int, seq: int) -> int:
+        """Move the user's read marker forward (never back); return the marker."""
+
+    # messages
+    @abstractmethod
+    async def add_message(
+        self, room_id: int, author_id: int, body: str, nonce: str | None
+    ) -> tuple[Message, bool]:
+        """Store a message with the room's next seq; return it and whether it is new.
+
+        The same nonce from the same author returns the stored message, not a new one.
+        """
+
+    @abstractmethod
+    async def messages(
+        self, room_id: int, *, before: int | None, after: int | None, limit: int
+    ) -> MessagePage:
+        """A keyset page by message id, ascending; the newest page when neither is set."""
+
+    @abstractmethod
+    async def events_after(self, room_id: int, seq: int, limit: int) -> list[Message]:
+        """Room events with seq > ``seq`` in order, at most ``limit``."""
+
+
+def open_storage(url: str) -> Storage:
+    """Build the engine for a ``CHATAPP_DATABASE_URL`` (not yet connected)."""
+    if url.startswith("sqlite:///"):
+        from .sqlite import SQLiteStorage
+
+        return SQLiteStorage(url.removeprefix("sqlite:///"))
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStorage
+
+        return PostgresStorage(url)
+    raise StorageError(f"unsupported database URL: {url}")

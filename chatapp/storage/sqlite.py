@@ -1,0 +1,490 @@
+"""The SQLite engine (aiosqlite): WAL, one writer with group commit, one reader."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from . import (
+    GENERAL_ROOM,
+    Message,
+    MessagePage,
+    Room,
+    RoomExists,
+    RoomSummary,
+    SessionRecord,
+    Storage,
+    StorageError,
+    User,
+    UsernameTaken,
+)
+from .models import isoformat, utcnow
+from .sqlite_schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+WriteOp = Callable[[aiosqlite.Connection], Awaitable[Any]]
+
+MAX_BATCH = 512
+MAX_PENDING_WRITES = 20_000
+
+MESSAGE_COLUMNS = (
+    "m.id, r.slug, m.seq, u.username, m.body, m.created_at, m.nonce, m.edited_at"
+)
+MESSAGE_FROM = "messages m JOIN users u ON u.id = m.author_id JOIN rooms r ON r.id = m.room_id"
+
+
+def _message(row: Any) -> Message:
+    return Message(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7])
+
+
+def _user(row: Any) -> User:
+    return User(id=row[0], username=row[1], is_admin=bool(row[2]), password_hash=row[3])
+
+
+async def _configure(conn: aiosqlite.Connection) -> None:
+    await conn.execute("PRAGMA journal_mode = WAL")
+    await conn.execute("PRAGMA foreign_keys = ON")
+    await conn.execute("PRAGMA busy_timeout = 10000")
+    await conn.execute("PRAGMA synchronous = NORMAL")
+
+
+class GroupCommitWriter:
+    """Runs every write on one connection, committing queued writes together.
+
+    Each write is an async function of the connection that either succeeds or leaves
+    no change (one statement, or its own savepoint). Its caller hears back only after
+    the batch's COMMIT, so nothing is acknowledged before it is durable. ``BEGIN
+    IMMEDIATE`` takes the write lock up front: a transaction never fails on a
+    read-to-write upgrade.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._queue: asyncio.Queue[tuple[WriteOp, asyncio.Future[Any]]] = asyncio.Queue(
+            MAX_PENDING_WRITES
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="sqlite-writer")
+        self._task.add_done_callback(_log_crash)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            # Let queued writes land before the connection closes.
+            while not self._queue.empty():
+                await asyncio.sleep(0.01)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def write(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        if self._task is None or self._task.done():
+            raise StorageError("the database writer is not running")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait((op, future))
+        except asyncio.QueueFull:
+            raise StorageError("too many pending writes") from None
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[WriteOp, asyncio.Future[Any]]]) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            for op, future in batch:
+                try:
+                    outcomes.append((future, await op(self._conn), None))
+                except (aiosqlite.Error, StorageError) as exc:
+                    outcomes.append((future, None, exc))
+            await self._conn.commit()
+        except aiosqlite.Error as exc:
+            log.exception("write batch of %d failed", len(batch))
+            with contextlib.suppress(aiosqlite.Error):
+                await self._conn.rollback()
+            failure = StorageError(f"database write failed: {exc}")
+            outcomes = [(future, None, failure) for _, future in batch]
+        for future, result, error in outcomes:
+            if future.done():  # the caller went away (cancelled); the write still landed
+                continue
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+
+def _log_crash(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s crashed", task.get_name(), exc_info=task.exception())
+
+
+class SQLiteStorage(Storage):
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._reader: aiosqlite.Connection | None = None
+        self._writer_conn: aiosqlite.Connection | None = None
+        self._writer: GroupCommitWriter | None = None
+
+    async def connect(self) -> None:
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE in the writer).
+        self._writer_conn = await aiosqlite.connect(self._path, isolation_level=None)
+        await _configure(self._writer_conn)
+        await self._migrate(self._writer_conn)
+        self._reader = await aiosqlite.connect(self._path, isolation_level=None)
+        await _configure(self._reader)
+        self._writer = GroupCommitWriter(self._writer_conn)
+        self._writer.start()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.stop()
+        for conn in (self._reader, self._writer_conn):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer_conn = self._writer = None
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+        async with conn.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            log.info("applying SQLite schema migration %d", number)
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _split_sql(script):
+                    await conn.execute(statement)
+                if number == 1:
+                    await conn.execute(
+                        "INSERT INTO meta (key, value) VALUES ('epoch', ?)",
+                        (secrets.token_hex(8),),
+                    )
+                    await conn.execute(
+                        "INSERT INTO rooms (slug, name, kind, created_at) VALUES (?, ?, ?, ?)",
+                        (GENERAL_ROOM, "general", "public", isoformat(utcnow())),
+                    )
+                await conn.execute(f"PRAGMA user_version = {number}")
+                await conn.commit()
+            except BaseException:
+                await conn.rollback()
+                raise
+
+    @property
+    def _read(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise StorageError("storage is not connected")
+        return self._reader
+
+    async def _write(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        if self._writer is None:
+            raise StorageError("storage is not connected")
+        return await self._writer.write(op)
+
+    async def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        async with self._read.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        async with self._read.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def ping(self) -> None:
+        await self._one("SELECT 1")
+
+    async def epoch(self) -> str:
+        row = await self._one("SELECT value FROM meta WHERE key = 'epoch'")
+        return str(row[0])
+
+    # users
+    async def create_user(self, username: str, password_hash: str, *, admin: bool = False) -> User:
+        now = isoformat(utcnow())
+
+        async def op(conn: aiosqlite.Connection) -> User:
+            await conn.execute("SAVEPOINT create_user")
+            try:
+                cursor = await conn.execute(
+                    "INSERT INTO users (username, username_key, password_hash, is_admin, created_at)"
+                    " VALUES (?, ?, ?, ? OR NOT EXISTS (SELECT 1 FROM users), ?)"
+                    " RETURNING id, username, is_admin, password_hash",
+                    (username, username.casefold(), password_hash, admin, now),
+                )
+                user = _user(await cursor.fetchone())
+                await cursor.close()
+                await conn.execute(
+                    "INSERT INTO memberships (user_id, room_id, joined_at)"
+                    " SELECT ?, id, ? FROM rooms WHERE slug = ?",
+                    (user.id, now, GENERAL_ROOM),
+                )
+            except aiosqlite.IntegrityError:
+                await conn.execute("ROLLBACK TO create_user")
+                await conn.execute("RELEASE create_user")
+                raise UsernameTaken(username) from None
+            await conn.execute("RELEASE create_user")
+            return user
+
+        return await self._write(op)
+
+    async def user_by_name(self, username: str) -> User | None:
+        row = await self._one(
+            "SELECT id, username, is_admin, password_hash FROM users WHERE username_key = ?",
+            (username.casefold(),),
+        )
+        return _user(row) if row else None
+
+    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
+            )
+        )
+
+    # sessions
+    async def create_session(self, token_hash: str, user_id: int) -> None:
+        now = isoformat(utcnow())
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO sessions (token_hash, user_id, created_at, last_seen)"
+                " VALUES (?, ?, ?, ?)",
+                (token_hash, user_id, now, now),
+            )
+        )
+
+    async def session(self, token_hash: str, idle_after: datetime) -> SessionRecord | None:
+        row = await self._one(
+            "SELECT s.last_seen, u.id, u.username, u.is_admin, u.password_hash"
+            " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
+            (token_hash,),
+        )
+        if row is None:
+            return None
+        last_seen = datetime.fromisoformat(row[0].replace("Z", "+00:00"))
+        if last_seen < idle_after:
+            await self.delete_session(token_hash)
+            return None
+        return SessionRecord(token_hash, _user(row[1:]), last_seen)
+
+    async def touch_session(self, token_hash: str) -> None:
+        now = isoformat(utcnow())
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, token_hash)
+            )
+        )
+
+    async def delete_session(self, token_hash: str) -> None:
+        await self._write(
+            lambda conn: conn.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+        )
+
+    # failed logins
+    async def record_login_failure(self, keys: list[str]) -> None:
+        now = isoformat(utcnow())
+        await self._write(
+            lambda conn: conn.executemany(
+                "INSERT INTO login_failures (key, at) VALUES (?, ?)", [(k, now) for k in keys]
+            )
+        )
+
+    async def login_failures(self, key: str, since: datetime) -> tuple[int, datetime | None]:
+        row = await self._one(
+            "SELECT COUNT(*), MIN(at) FROM login_failures WHERE key = ? AND at >= ?",
+            (key, isoformat(since)),
+        )
+        oldest = datetime.fromisoformat(row[1].replace("Z", "+00:00")) if row[1] else None
+        return int(row[0]), oldest
+
+    # rooms
+    async def create_room(self, slug: str, name: str, kind: str, creator_id: int) -> Room:
+        now = isoformat(utcnow())
+
+        async def op(conn: aiosqlite.Connection) -> Room:
+            await conn.execute("SAVEPOINT create_room")
+            try:
+                cursor = await conn.execute(
+                    "INSERT INTO rooms (slug, name, kind, created_by, created_at)"
+                    " VALUES (?, ?, ?, ?, ?) RETURNING id",
+                    (slug, name, kind, creator_id, now),
+                )
+                row = await cursor.fetchone()
+                await cursor.close()
+                assert row is not None
+                await conn.execute(
+                    "INSERT INTO memberships (user_id, room_id, joined_at) VALUES (?, ?, ?)",
+                    (creator_id, row[0], now),
+                )
+            except aiosqlite.IntegrityError:
+                await conn.execute("ROLLBACK TO create_room")
+                await conn.execute("RELEASE create_room")
+                raise RoomExists(slug) from None
+            await conn.execute("RELEASE create_room")
+            return Room(row[0], slug, name, kind, 0)
+
+        return await self._write(op)
+
+    async def room(self, slug: str) -> Room | None:
+        row = await self._one(
+            "SELECT id, slug, name, kind, last_seq FROM rooms WHERE slug = ?", (slug,)
+        )
+        return Room(*row) if row else None
+
+    async def rooms_of(self, user_id: int) -> list[RoomSummary]:
+        rows = await self._all(
+            "SELECT r.id, r.slug, r.name, r.kind,"
+            " (SELECT COUNT(*) FROM messages m WHERE m.room_id = r.id"
+            "   AND m.seq > ms.last_read_seq AND m.author_id != ms.user_id),"
+            " r.last_seq"
+            " FROM memberships ms JOIN rooms r ON r.id = ms.room_id"
+            " WHERE ms.user_id = ? ORDER BY r.name, r.id",
+            (user_id,),
+        )
+        return [RoomSummary(*row) for row in rows]
+
+    async def public_rooms(self) -> list[Room]:
+        rows = await self._all(
+            "SELECT id, slug, name, kind, last_seq FROM rooms WHERE kind = 'public'"
+            " ORDER BY name, id"
+        )
+        return [Room(*row) for row in rows]
+
+    async def is_member(self, user_id: int, room_id: int) -> bool:
+        row = await self._one(
+            "SELECT 1 FROM memberships WHERE user_id = ? AND room_id = ?", (user_id, room_id)
+        )
+        return row is not None
+
+    async def join(self, user_id: int, room_id: int) -> None:
+        now = isoformat(utcnow())
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO memberships (user_id, room_id, last_read_seq, joined_at)"
+                " SELECT ?, id, last_seq, ? FROM rooms WHERE id = ?"
+                " ON CONFLICT DO NOTHING",
+                (user_id, now, room_id),
+            )
+        )
+
+    async def leave(self, user_id: int, room_id: int) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "DELETE FROM memberships WHERE user_id = ? AND room_id = ?", (user_id, room_id)
+            )
+        )
+
+    async def mark_read(self, user_id: int, room_id: int, seq: int) -> int:
+        async def op(conn: aiosqlite.Connection) -> int:
+            cursor = await conn.execute(
+                "UPDATE memberships SET last_read_seq = MAX(last_read_seq,"
+                " MIN(?, (SELECT last_seq FROM rooms WHERE id = ?)))"
+                " WHERE user_id = ? AND room_id = ? RETURNING last_read_seq",
+                (seq, room_id, user_id, room_id),
+            )
+            row = await cursor.fetchone()
+            await cursor.close()
+            return int(row[0]) if row else 0
+
+        return await self._write(op)
+
+    # messages
+    async def add_message(
+        self, room_id: int, author_id: int, body: str, nonce: str | None
+    ) -> tuple[Message, bool]:
+        now = isoformat(utcnow())
+
+        async def op(conn: aiosqlite.Connection) -> tuple[Message, bool]:
+            # One statement: the seq comes from the room counter, the trigger advances
+            # it, and a repeated nonce inserts nothing (the stored message is returned).
+            cursor = await conn.execute(
+                "INSERT INTO messages (room_id, seq, author_id, body, nonce, created_at)"
+                " SELECT id, last_seq + 1, ?, ?, ?, ? FROM rooms WHERE id = ?"
+                " ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING"
+                " RETURNING id, seq",
+                (author_id, body, nonce, now, room_id),
+            )
+            row = await cursor.fetchone()
+            await cursor.close()
+            if row is not None:
+                names = await conn.execute(
+                    "SELECT r.slug, u.username FROM rooms r, users u WHERE r.id = ? AND u.id = ?",
+                    (room_id, author_id),
+                )
+                slug, author = await names.fetchone()  # type: ignore[misc]
+                await names.close()
+                return Message(row[0], slug, row[1], author, body, now, nonce), True
+            cursor = await conn.execute(
+                f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM}"
+                " WHERE m.author_id = ? AND m.nonce = ?",
+                (author_id, nonce),
+            )
+            existing = await cursor.fetchone()
+            await cursor.close()
+            if existing is None:
+                raise StorageError(f"room {room_id} does not exist")
+            return _message(existing), False
+
+        return await self._write(op)
+
+    async def messages(
+        self, room_id: int, *, before: int | None, after: int | None, limit: int
+    ) -> MessagePage:
+        where, params = "m.room_id = ?", [room_id]
+        if before is not None:
+            where += " AND m.id < ?"
+            params.append(before)
+        if after is not None:
+            where += " AND m.id > ?"
+            params.append(after)
+        # Without ``after`` the reader wants the newest page: walk back, then flip.
+        order = "ASC" if after is not None and before is None else "DESC"
+        rows = await self._all(
+            f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE {where}"
+            f" ORDER BY m.id {order} LIMIT ?",
+            (*params, limit + 1),
+        )
+        has_more = len(rows) > limit
+        page = [_message(row) for row in rows[:limit]]
+        if order == "DESC":
+            page.reverse()
+        return MessagePage(page, has_more)
+
+    async def events_after(self, room_id: int, seq: int, limit: int) -> list[Message]:
+        rows = await self._all(
+            f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM}"
+            " WHERE m.room_id = ? AND m.seq > ? ORDER BY m.seq LIMIT ?",
+            (room_id, seq, limit),
+        )
+        return [_message(row) for row in rows]
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies whole."""
+    statements: list[str] = []
+    current: list[str] = []
+    in_trigger = False
+    for line in script.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("--"):
+            continue
+        current.append(line)
+        if stripped.upper().startswith("CREATE TRIGGER"):
+            in_trigger = True
+        if stripped.endswith(";") and (not in_trigger or stripped.upper() == "END;"):
+            statements.append("\n".join(current))
+            current, in_trigger = [], False
+    return statements

@@ -1,0 +1,145 @@
+"""The JSON API under /api/v1 for the browser client and bots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, request
+
+from ..chat import PAGE_DEFAULT, PAGE_MAX, ChatError
+from ..errors import ApiError
+from ..security import UNSAFE_METHODS, CSRFError, check_csrf, current_user
+from ..services import services
+from ..storage import User
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@bp.before_request
+async def authenticate() -> None:
+    if current_user() is None:
+        raise ApiError(401, "log in first")
+    if request.method in UNSAFE_METHODS:
+        try:
+            check_csrf(request.headers.get("X-CSRF-Token"))
+        except CSRFError as error:
+            raise ApiError(400, f"{error}: send the X-CSRF-Token header", "csrf") from None
+
+
+@bp.errorhandler(ChatError)
+async def chat_error(error: ChatError) -> Any:
+    raise ApiError(error.status, error.message, error.code, error.field)
+
+
+def _user() -> User:
+    user = current_user()
+    assert user is not None  # guaranteed by authenticate()
+    return user
+
+
+async def _json_object() -> dict[str, Any]:
+    data = await request.get_json(force=True, silent=True)
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object", "invalid_json")
+    return data
+
+
+def _int_arg(name: str, default: int | None = None, low: int = 1, high: int | None = None) -> Any:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(422, f"{name} must be an integer", "invalid", name) from None
+    if value < low or (high is not None and value > high):
+        bound = f"{low}–{high}" if high is not None else f">= {low}"
+        raise ApiError(422, f"{name} must be {bound}", "invalid", name)
+    return value
+
+
+@bp.get("/me")
+async def me() -> Any:
+    """Who the caller is."""
+    return _user().to_json()
+
+
+@bp.get("/online")
+async def online() -> Any:
+    """Everyone with an open connection."""
+    return {"online": await services().presence.online()}
+
+
+@bp.get("/rooms")
+async def rooms() -> Any:
+    """The caller's rooms with unread counts."""
+    summaries = await services().storage.rooms_of(_user().id)
+    return {"rooms": [room.to_json() for room in summaries]}
+
+
+@bp.post("/rooms")
+async def create_room() -> Any:
+    """Create a room; the caller is its first member."""
+    data = await _json_object()
+    summary = await services().chat.create_room(_user(), data.get("name"), data.get("kind"))
+    return summary.to_json(), 201
+
+
+@bp.get("/rooms/directory")
+async def directory() -> Any:
+    """Public rooms the caller has not joined."""
+    svc = services()
+    mine = {room.slug for room in await svc.storage.rooms_of(_user().id)}
+    rooms = [
+        {"slug": r.slug, "name": r.name, "kind": r.kind, "unread": 0, "last_seq": r.last_seq}
+        for r in await svc.storage.public_rooms()
+        if r.slug not in mine
+    ]
+    return {"rooms": rooms}
+
+
+@bp.post("/rooms/<slug>/join")
+async def join(slug: str) -> Any:
+    """Join a public room."""
+    return (await services().chat.join(_user(), slug)).to_json()
+
+
+@bp.post("/rooms/<slug>/leave")
+async def leave(slug: str) -> Any:
+    """Leave a room."""
+    await services().chat.leave(_user(), slug)
+    return {"left": slug}
+
+
+@bp.post("/rooms/<slug>/members")
+async def add_member(slug: str) -> Any:
+    """Add someone to a room the caller belongs to (how private rooms grow)."""
+    data = await _json_object()
+    await services().chat.add_member(_user(), slug, data.get("username"))
+    return {"room": slug, "added": data.get("username")}, 201
+
+
+@bp.get("/rooms/<slug>/messages")
+async def messages(slug: str) -> Any:
+    """A keyset page of a room's history, ascending by id."""
+    svc = services()
+    room = await svc.chat.room_for(_user(), slug)
+    limit = _int_arg("limit", PAGE_DEFAULT, 1, PAGE_MAX)
+    before, after = _int_arg("before", low=0), _int_arg("after", low=0)
+    page = await svc.chat.history(room, before, after, limit)
+    return {"messages": [m.to_json() for m in page.messages], "has_more": page.has_more}
+
+
+@bp.post("/rooms/<slug>/messages")
+async def post_message(slug: str) -> Any:
+    """Post a message; a repeated nonce returns the stored message."""
+    svc = services()
+    user = _user()
+    data = await _json_object()
+    room = await svc.chat.room_for(user, slug, to_write=True)
+    wait = svc.api_limiter.take(user.id)
+    if wait is not None:
+        retry = str(max(1, round(wait + 0.5)))
+        raise ApiError(429, "too many messages; slow down", headers={"Retry-After": retry})
+    message = await svc.chat.post(user, room, data.get("body"), data.get("nonce"))
+    return message.to_json(), 201

@@ -1,0 +1,102 @@
+"""Register, log in and log out through HTML forms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response, g, redirect, render_template, request, session, url_for
+
+from ..accounts import AccountError, token_hash
+from ..events import encode, session_channel
+from ..security import CSRFError, check_csrf, remote_address, start_session
+from ..services import services
+
+bp = Blueprint("auth", __name__)
+
+CLOSE_LOGGED_OUT = 1008
+FORM_EXPIRED = "The form expired. Please try again."
+
+
+def safe_next(target: str | None) -> str | None:
+    """Accept only a same-site relative path (``/rooms/x``), never ``//host`` or a URL."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return None
+    if any(ch in target for ch in "\\\r\n\t") or ":" in target.split("?", 1)[0]:
+        return None
+    return target
+
+
+async def _page(template: str, status: int, **context: Any) -> Response:
+    html = await render_template(template, **context)
+    return Response(html, status=status, mimetype="text/html")
+
+
+def _check_form_csrf(form: Any) -> None:
+    try:
+        check_csrf(form.get("csrf_token"))
+    except CSRFError:
+        raise AccountError(FORM_EXPIRED, 400) from None
+
+
+@bp.route("/register", methods=["GET", "POST"])
+async def register() -> Response:
+    """Create an account and log it in."""
+    if request.method == "GET":
+        return await _page("register.html", 200, error=None, username="")
+    form = await request.form
+    username = form.get("username", "")
+    try:
+        _check_form_csrf(form)
+        user = await services().accounts.register(username, form.get("password", ""))
+    except AccountError as error:
+        return await _page("register.html", error.status, error=str(error), username=username)
+    login = await services().accounts.start_session(user)
+    start_session(login.token)
+    return redirect(url_for("pages.index"), 303)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+async def login() -> Response:
+    """Log a user in; failures get one generic message."""
+    if request.method == "GET":
+        next_path = safe_next(request.args.get("next"))
+        return await _page("login.html", 200, error=None, username="", next=next_path)
+    form = await request.form
+    username, next_path = form.get("username", ""), safe_next(form.get("next"))
+    try:
+        _check_form_csrf(form)
+        user = await services().accounts.authenticate(
+            username, form.get("password", ""), remote_address()
+        )
+    except AccountError as error:
+        response = await _page(
+            "login.html", error.status, error=str(error), username=username, next=next_path
+        )
+        if error.retry_after is not None:
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
+    login = await services().accounts.start_session(user)
+    start_session(login.token)
+    return redirect(next_path or url_for("pages.index"), 303)
+
+
+@bp.route("/logout", methods=["POST"])
+async def logout() -> Response:
+    """End the session everywhere: the cookie, the record and its websockets."""
+    form = await request.form
+    try:
+        check_csrf(form.get("csrf_token"))
+    except CSRFError:
+        return await _page(
+            "error.html", 400, status=400, title="Bad request", message=FORM_EXPIRED
+        )
+    token = g.get("session_token")
+    if token is not None:
+        svc = services()
+        await svc.accounts.end_session(token)
+        await svc.hub.publish(
+            session_channel(token_hash(token)),
+            encode("_close", code=CLOSE_LOGGED_OUT, reason="logged out"),
+        )
+    session.clear()
+    return redirect(url_for("auth.login"), 303)

@@ -1,0 +1,51 @@
+"""The chat page."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, abort, redirect, render_template, request, url_for
+
+from ..chat import ChatError
+from ..security import current_user
+from ..services import services
+from ..storage import GENERAL_ROOM, RoomSummary
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.route("/")
+async def index() -> Response:
+    """Open the general room, or send a visitor to the login page."""
+    return await _chat_page(GENERAL_ROOM)
+
+
+@bp.route("/rooms/<slug>")
+async def room(slug: str) -> Response:
+    """Open one room."""
+    return await _chat_page(slug)
+
+
+async def _chat_page(slug: str) -> Response:
+    user = current_user()
+    if user is None:
+        target = url_for("auth.login")
+        if request.path != "/":
+            target += "?next=" + request.path
+        return redirect(target, 303)
+    svc = services()
+    try:
+        room = await svc.chat.room_for(user, slug)
+    except ChatError:
+        abort(404, "There is no such room, or it is private.")
+    rooms = await svc.storage.rooms_of(user.id)
+    current = next((r for r in rooms if r.slug == room.slug), None)
+    if current is None:  # a public room the user has not joined yet
+        current = RoomSummary(room.id, room.slug, room.name, room.kind, 0, room.last_seq)
+    html = await render_template(
+        "chat.html",
+        user=user,
+        rooms=rooms,
+        room=current,
+        joined=any(r.slug == room.slug for r in rooms),
+        online=await svc.presence.online(),
+    )
+    return Response(html, mimetype="text/html")

@@ -1,0 +1,101 @@
+"""GET /ws: authorize the handshake, then pump frames both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from quart import Blueprint, Response, current_app, g, websocket
+
+from ..accounts import token_hash
+from ..connection import Connection
+from ..events import PRESENCE_CHANNEL, encode, room_channel, session_channel, user_channel
+from ..security import current_user, origin_allowed
+from ..services import services
+
+bp = Blueprint("ws", __name__)
+log = logging.getLogger(__name__)
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_TIMEOUT = 5.0
+
+
+@bp.websocket("/ws")
+async def ws() -> Any:
+    """One connection per tab, carrying every room the user belongs to."""
+    user = current_user()
+    if user is None:
+        return Response("log in first", 401)
+    if not origin_allowed(websocket, current_app.config["CHATAPP_ALLOWED_ORIGINS"]):
+        return Response("origin not allowed", 403)
+    svc = services()
+    conn = Connection(svc, user, current_app.config["CHATAPP_SEND_RATE"])
+    rooms = await svc.storage.rooms_of(user.id)
+    channels = [room_channel(r.slug) for r in rooms]
+    channels += [user_channel(user.id), session_channel(token_hash(g.session_token)),
+                 PRESENCE_CHANNEL]
+    await websocket.accept()
+    log.info("websocket open user=%s conn=%s", user.username, conn.id)
+    svc.connections.add(conn)
+    try:
+        async with svc.hub.subscription(conn.outbox, channels):
+            await svc.presence.connected(user.username)
+            try:
+                # Subscribed before the snapshot: nothing published after it is missed,
+                # and events already queued carry seqs the client de-duplicates.
+                hello = encode(
+                    "hello",
+                    user=user.to_json(),
+                    rooms=[r.to_json() for r in await svc.storage.rooms_of(user.id)],
+                    online=await svc.presence.online(),
+                    epoch=await svc.storage.epoch(),
+                )
+                conn.outbox.push_first(hello)
+                await _pump(conn, current_app.config["CHATAPP_IDLE_TIMEOUT"])
+            finally:
+                await asyncio.shield(svc.presence.disconnected(user.username))
+    finally:
+        svc.connections.discard(conn)
+        log.info(
+            "websocket closed user=%s conn=%s code=%s",
+            user.username, conn.id, conn.outbox.close_code or "client",
+        )
+
+
+async def _pump(conn: Connection, idle_timeout: float) -> None:
+    reader = asyncio.create_task(_read(conn, idle_timeout), name=f"ws-read-{conn.id}")
+    writer = asyncio.create_task(_write(conn), name=f"ws-write-{conn.id}")
+    try:
+        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (reader, writer):
+            task.cancel()
+        for task in (reader, writer):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if conn.outbox.close_code is not None:
+        # The writer may be stuck behind a reader that stopped reading; do not wait
+        # forever for the close frame to drain.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(
+                websocket.close(conn.outbox.close_code, conn.outbox.close_reason),
+                CLOSE_TIMEOUT,
+            )
+
+
+async def _read(conn: Connection, idle_timeout: float) -> None:
+    """Receive frames; a client silent for ``idle_timeout`` is presumed gone."""
+    while conn.outbox.close_code is None:
+        try:
+            data = await asyncio.wait_for(websocket.receive(), idle_timeout)
+        except TimeoutError:
+            conn.outbox.close(CLOSE_GOING_AWAY, "no frame within the idle timeout")
+            return
+        await conn.receive(data)
+
+
+async def _write(conn: Connection) -> None:
+    while (frame := await conn.outbox.next_frame()) is not None:
+        await websocket.send(frame)

@@ -1,0 +1,59 @@
+// JSON API calls with the CSRF header on every unsafe request.
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message || `Request failed (${status})`);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export function csrfToken() {
+  return document.querySelector('meta[name="csrf-token"]')?.getAttribute('content') ?? '';
+}
+
+export function goToLogin() {
+  const next = location.pathname + location.search;
+  location.assign(`/login?next=${encodeURIComponent(next)}`);
+}
+
+export async function api(path, { method = 'GET', body } = {}) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (!['GET', 'HEAD', 'OPTIONS'].includes(method)) headers['X-CSRF-Token'] = csrfToken();
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers,
+      credentials: 'same-origin',
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, 'network', 'Network error — check your connection.');
+  }
+  let data = null;
+  try {
+    data = await res.json();
+  } catch { /* empty or non-JSON body */ }
+  if (res.status === 401) {
+    goToLogin();
+    throw new ApiError(401, 'unauthorized', 'Your session has ended.');
+  }
+  if (!res.ok) {
+    const err = data?.error ?? {};
+    throw new ApiError(res.status, err.code, err.message);
+  }
+  return data;
+}
+
+/** true: signed in; false: session gone; null: could not tell (server down). */
+export async function sessionAlive() {
+  try {
+    const res = await fetch('/api/v1/me', { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+    if (res.status === 401) return false;
+    return res.ok ? true : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,961 @@
+// The chat page: keeps every room's event stream in seq order over one
+// websocket (SPEC §6), an outbox of messages not yet confirmed, and the UI.
+
+import { api, ApiError, goToLogin } from './api.js';
+import { Socket } from './socket.js';
+import { Timeline } from './timeline.js';
+import { h, icon, codePoints, hueClass, initial, newNonce } from './format.js';
+import {
+  announce, closeDrawers, notify, setupChrome, setupNotifyButton, toast,
+} from './ui.js';
+
+const MAX_BODY = 4000;
+const COUNTER_FROM = 3500;
+const PAGE = 50;
+const TYPING_EVERY_MS = 2000;
+const TYPING_SHOWN_MS = 4000;
+const PIN_SLACK_PX = 48;
+// Events that carry `room`/`seq` but are not room-stream events.
+const NOT_ROOM_EVENTS = new Set([
+  'hello', 'ack', 'synced', 'presence', 'typing', 'read', 'pong', 'error', 'room_joined', 'room_left',
+]);
+
+const $ = (id) => document.getElementById(id);
+const body = document.body;
+const me = { id: Number(body.dataset.userId), username: body.dataset.username };
+const OUTBOX_KEY = `chatapp.outbox.${me.id}`;
+
+const els = {
+  roomList: $('room-list'),
+  roomName: $('room-name'),
+  roomKindIcon: $('room-kind-icon'),
+  roomKindLabel: $('room-kind-label'),
+  scroller: $('messages'),
+  host: $('timeline-host'),
+  pill: $('new-pill'),
+  typing: $('typing'),
+  composer: $('composer'),
+  input: $('composer-input'),
+  inputLabel: $('composer-label'),
+  counter: $('composer-count'),
+  sendBtn: $('send-btn'),
+  onlineList: $('online-list'),
+  onlineCount: $('online-count'),
+  onlineHeadingCount: $('online-heading-count'),
+  banner: $('conn-banner'),
+  bannerText: $('conn-banner-text'),
+  leaveBtn: $('leave-btn'),
+  sidebarDot: $('sidebar-unread-dot'),
+};
+
+class Room {
+  constructor({ slug, name, kind, unread = 0, last_seq: lastSeq = 0 }) {
+    this.slug = slug;
+    this.name = name;
+    this.kind = kind;
+    this.unread = unread;
+    this.lastSeq = lastSeq; // last room event applied (or known, for rooms never opened)
+    this.unreadBase = lastSeq; // events up to here are already in `unread`
+    this.readSent = 0;
+    this.timeline = null;
+    this.loading = false;
+    this.pending = new Map(); // seq -> event that arrived ahead of a gap
+    this.syncing = false;
+    this.syncTimer = null;
+    this.draft = '';
+  }
+}
+
+const state = {
+  current: body.dataset.room,
+  rooms: new Map(),
+  online: new Set(),
+  epoch: null,
+  ready: false, // hello received on the current connection
+  everReady: false,
+  outbox: new Map(), // nonce -> {nonce, room, body, state, error, ts}
+  typers: new Map(), // room -> Map(user -> expires at)
+  typingSentAt: new Map(), // room -> ms
+  pinned: true,
+  openAfterJoin: null,
+};
+
+const socket = new Socket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`, {
+  onEvent: handleEvent,
+  onStatus: connectionStatus,
+  onAuthLost: goToLogin,
+});
+
+// ---------------------------------------------------------------- events
+
+function handleEvent(ev) {
+  if (!NOT_ROOM_EVENTS.has(ev.type) && typeof ev.room === 'string' && Number.isInteger(ev.seq)) {
+    onRoomEvent(ev, { live: true });
+    return;
+  }
+  switch (ev.type) {
+    case 'hello': onHello(ev); break;
+    case 'ack': onAck(ev); break;
+    case 'synced': onSynced(ev); break;
+    case 'presence': onPresence(ev); break;
+    case 'typing': onTyping(ev); break;
+    case 'read': onRead(ev); break;
+    case 'error': onError(ev); break;
+    case 'room_joined': onRoomJoined(ev.room); break;
+    case 'room_left': removeRoom(typeof ev.room === 'string' ? ev.room : ev.room?.slug); break;
+    default: break; // pong and event types from the future
+  }
+}
+
+function onHello(ev) {
+  if (state.epoch !== null && ev.epoch !== state.epoch) {
+    location.reload(); // the store was replaced: nothing we hold is valid
+    return;
+  }
+  const reconnect = state.everReady;
+  state.epoch = ev.epoch;
+  state.ready = true;
+  state.everReady = true;
+  socket.healthy();
+  connectionReady();
+
+  const seen = new Set();
+  for (const r of ev.rooms ?? []) {
+    seen.add(r.slug);
+    let room = state.rooms.get(r.slug);
+    if (!room) {
+      room = new Room(r);
+      state.rooms.set(r.slug, room);
+    } else {
+      room.name = r.name;
+      room.kind = r.kind;
+      // A room we never opened has nothing on screen: jump to the server's position.
+      if (!room.timeline) room.lastSeq = Math.max(room.lastSeq, r.last_seq);
+    }
+    room.unread = r.unread;
+    room.unreadBase = Math.max(room.unreadBase, r.last_seq);
+    room.syncing = false;
+  }
+  for (const slug of [...state.rooms.keys()]) {
+    if (!seen.has(slug)) removeRoom(slug);
+  }
+  for (const item of [...state.outbox.values()]) {
+    if (!seen.has(item.room)) dropOutbox(item.nonce);
+  }
+  state.online = new Set(ev.online ?? []);
+
+  for (const room of state.rooms.values()) {
+    if (room.loading) continue;
+    if (reconnect || room.timeline) requestSync(room);
+  }
+  const current = state.rooms.get(state.current);
+  if (current) {
+    renderHeader();
+    if (!current.timeline) showRoom(current);
+  }
+  for (const item of state.outbox.values()) {
+    if (item.state === 'pending') transmit(item);
+  }
+  renderRooms();
+  renderOnline();
+  maybeSendRead();
+}
+
+function onRoomEvent(ev, { live }) {
+  const room = state.rooms.get(ev.room);
+  if (!room || ev.seq <= room.lastSeq) return; // unknown room or a duplicate
+  if (room.loading || ev.seq > room.lastSeq + 1) {
+    room.pending.set(ev.seq, ev);
+    if (!room.loading) requestSync(room);
+    return;
+  }
+  applyRoomEvent(room, ev, live);
+  drainPending(room);
+}
+
+function drainPending(room, live = true) {
+  for (const seq of room.pending.keys()) {
+    if (seq <= room.lastSeq) room.pending.delete(seq);
+  }
+  while (room.pending.has(room.lastSeq + 1)) {
+    const ev = room.pending.get(room.lastSeq + 1);
+    room.pending.delete(ev.seq);
+    applyRoomEvent(room, ev, live);
+  }
+  if (room.pending.size) requestSync(room); // still a gap: ask for it
+}
+
+function applyRoomEvent(room, ev, live) {
+  room.lastSeq = ev.seq;
+  if (ev.type !== 'message' || !ev.message) return; // a future room event: just advance
+  const m = ev.message;
+  const own = m.author === me.username;
+  const isCurrent = room.slug === state.current;
+  const wasPinned = isCurrent && isAtBottom();
+
+  if (own && m.nonce && state.outbox.has(m.nonce)) dropOutbox(m.nonce);
+  room.timeline?.append(m);
+  if (!own) stopTyping(room.slug, m.author);
+
+  if (!own && ev.seq > room.unreadBase) {
+    room.unreadBase = ev.seq;
+    if (!(isCurrent && wasPinned && document.visibilityState === 'visible')) room.unread += 1;
+    if (live && document.hidden) {
+      notify(`${m.author} in #${room.name}`, m.body.slice(0, 200), `room-${room.slug}`, () => openRoom(room.slug, { push: true }));
+    }
+  }
+  if (isCurrent) {
+    if (wasPinned || own) scrollToBottom();
+    else if (!own) els.pill.hidden = false;
+    if (live && !own) announce(`${m.author}: ${m.body.slice(0, 200)}`);
+  }
+  renderRooms();
+  scheduleRead();
+}
+
+function requestSync(room) {
+  if (!state.ready || room.syncing) return;
+  room.syncing = true;
+  socket.send({ type: 'sync', room: room.slug, after: room.lastSeq, ref: `sync:${room.slug}` });
+  clearTimeout(room.syncTimer);
+  // If the reply never comes (lost connection), allow the next gap to ask again.
+  room.syncTimer = setTimeout(() => { room.syncing = false; }, 10_000);
+}
+
+function onSynced(ev) {
+  const room = state.rooms.get(ev.room);
+  if (!room) return;
+  room.syncing = false;
+  clearTimeout(room.syncTimer);
+  if (ev.recovered === false) {
+    room.pending.clear();
+    if (room.timeline) {
+      loadLatest(room, ev.last_seq);
+    } else {
+      room.lastSeq = Math.max(room.lastSeq, ev.last_seq);
+      refreshUnread();
+    }
+    return;
+  }
+  const events = [...(ev.events ?? [])].sort((a, b) => a.seq - b.seq);
+  for (const e of events) {
+    if (e.seq > room.lastSeq) room.pending.set(e.seq, e);
+  }
+  drainPending(room, false);
+}
+
+/** Server unread counts after we lost track (a sync that could not recover). */
+async function refreshUnread() {
+  try {
+    const data = await api('/api/v1/rooms');
+    for (const r of data.rooms ?? []) {
+      const room = state.rooms.get(r.slug);
+      if (!room) continue;
+      room.unread = r.unread;
+      room.unreadBase = Math.max(room.unreadBase, r.last_seq);
+    }
+    renderRooms();
+  } catch { /* keep what we have */ }
+}
+
+function onAck(ev) {
+  const m = ev.message;
+  const item = state.outbox.get(ev.nonce);
+  const room = m && state.rooms.get(m.room);
+  if (!m || !room) {
+    if (item) dropOutbox(ev.nonce);
+    return;
+  }
+  if (m.seq <= room.lastSeq) {
+    dropOutbox(ev.nonce); // the room event got here first
+  } else if (m.seq === room.lastSeq + 1 && !room.loading) {
+    // The ack is this room's next event: show it in place now; the echo is a duplicate.
+    onRoomEvent({ type: 'message', room: m.room, seq: m.seq, message: m }, { live: false });
+  } else if (item) {
+    // Stored, but earlier events are still on their way: wait for them.
+    item.state = 'sent';
+    item.error = null;
+    saveOutbox();
+    room.timeline?.updateOutbox(item);
+  }
+}
+
+function onError(ev) {
+  if (ev.nonce && state.outbox.has(ev.nonce)) {
+    const item = state.outbox.get(ev.nonce);
+    item.state = 'failed';
+    item.error = ev.code === 'rate_limited' && ev.retry_after
+      ? `you're sending too fast, try again in ${Math.ceil(ev.retry_after)} s`
+      : (ev.message || ev.code);
+    saveOutbox();
+    state.rooms.get(item.room)?.timeline?.updateOutbox(item);
+    return;
+  }
+  const ref = typeof ev.ref === 'string' ? ev.ref : '';
+  if (ref.startsWith('sync:')) {
+    const room = state.rooms.get(ref.slice(5));
+    if (room) room.syncing = false;
+  }
+  if (ref.startsWith('typing:') || ref.startsWith('read:')) return; // not worth a toast
+  if (ev.message) toast(ev.message);
+}
+
+function onPresence(ev) {
+  if (typeof ev.user !== 'string') return;
+  if (ev.online) state.online.add(ev.user);
+  else state.online.delete(ev.user);
+  renderOnline();
+}
+
+function onTyping(ev) {
+  if (ev.user === me.username || !state.rooms.has(ev.room)) return;
+  if (!state.typers.has(ev.room)) state.typers.set(ev.room, new Map());
+  state.typers.get(ev.room).set(ev.user, Date.now() + TYPING_SHOWN_MS);
+  renderTyping();
+}
+
+function stopTyping(slug, user) {
+  if (state.typers.get(slug)?.delete(user)) renderTyping();
+}
+
+function onRead(ev) {
+  const room = state.rooms.get(ev.room);
+  if (!room) return;
+  room.unread = 0;
+  room.readSent = Math.max(room.readSent, ev.seq ?? 0);
+  renderRooms();
+}
+
+function onRoomJoined(r) {
+  if (!r || typeof r.slug !== 'string') return;
+  upsertRoom(r);
+  if (state.openAfterJoin === r.slug) {
+    state.openAfterJoin = null;
+    openRoom(r.slug, { push: true });
+  }
+}
+
+function upsertRoom(r) {
+  let room = state.rooms.get(r.slug);
+  if (!room) {
+    room = new Room({ ...r, unread: r.unread ?? 0, last_seq: r.last_seq ?? 0 });
+    state.rooms.set(r.slug, room);
+  } else {
+    room.name = r.name ?? room.name;
+    room.kind = r.kind ?? room.kind;
+  }
+  renderRooms();
+  return room;
+}
+
+function removeRoom(slug) {
+  const room = state.rooms.get(slug);
+  if (!room) return;
+  state.rooms.delete(slug);
+  state.typers.delete(slug);
+  for (const item of state.outbox.values()) {
+    if (item.room === slug) state.outbox.delete(item.nonce);
+  }
+  saveOutbox();
+  renderRooms();
+  if (slug === state.current) {
+    const next = state.rooms.get('general') ?? state.rooms.values().next().value;
+    if (next) {
+      openRoom(next.slug, { replace: true });
+    } else {
+      location.assign('/');
+    }
+  }
+}
+
+// ---------------------------------------------------------------- connection
+
+let bannerTimer = null;
+function connectionStatus(status) {
+  if (status === 'open') return; // wait for hello
+  state.ready = false;
+  for (const room of state.rooms.values()) room.syncing = false;
+  state.typers.clear();
+  renderTyping();
+  if (status === 'closed' || state.everReady) {
+    // A short grace period keeps a quick reconnect from flashing the banner.
+    if (els.banner.hidden && !bannerTimer) {
+      bannerTimer = setTimeout(() => {
+        bannerTimer = null;
+        if (!state.ready) {
+          els.bannerText.textContent = navigator.onLine === false
+            ? 'You are offline. Messages you send will go out when you reconnect.'
+            : 'Connection lost. Reconnecting…';
+          els.banner.hidden = false;
+        }
+      }, state.everReady ? 1200 : 3000);
+    }
+  }
+}
+
+function connectionReady() {
+  clearTimeout(bannerTimer);
+  bannerTimer = null;
+  els.banner.hidden = true;
+}
+
+// ---------------------------------------------------------------- rooms & history
+
+function currentRoom() {
+  return state.rooms.get(state.current) ?? null;
+}
+
+function makeTimeline(room) {
+  room.timeline = new Timeline({
+    slug: room.slug,
+    name: room.name,
+    kind: room.kind,
+    me: me.username,
+    onRetry: retryOutbox,
+    onDiscard: (nonce) => { dropOutbox(nonce); },
+    onRetryLoad: () => loadLatest(room),
+  });
+  for (const item of state.outbox.values()) {
+    if (item.room === room.slug) room.timeline.addOutbox(item);
+  }
+}
+
+/** Put `room`'s timeline on screen, loading its latest page the first time. */
+function showRoom(room) {
+  if (!room.timeline) {
+    makeTimeline(room);
+    loadLatest(room);
+  }
+  els.host.replaceChildren(room.timeline.el);
+  const saved = room.timeline.savedScroll;
+  if (saved === null) scrollToBottom();
+  else els.scroller.scrollTop = saved;
+  state.pinned = isAtBottom();
+  els.pill.hidden = true;
+  observeTop(room);
+  renderTyping();
+}
+
+async function loadLatest(room, knownLastSeq = 0) {
+  room.loading = true;
+  room.timeline.setStatus('loading');
+  let data;
+  try {
+    data = await api(`/api/v1/rooms/${encodeURIComponent(room.slug)}/messages?limit=${PAGE}`);
+  } catch (err) {
+    room.loading = false;
+    room.timeline.setStatus('error', err instanceof ApiError ? err.message : '');
+    return;
+  }
+  if (!state.rooms.has(room.slug)) return;
+  const messages = data.messages ?? [];
+  const isCurrent = room.slug === state.current;
+  room.timeline.reset(messages, Boolean(data.has_more));
+  const pageSeq = room.timeline.maxSeq;
+  room.lastSeq = messages.length ? Math.max(pageSeq, knownLastSeq) : Math.max(room.lastSeq, knownLastSeq);
+  for (const m of messages) {
+    if (m.nonce && state.outbox.has(m.nonce) && m.author === me.username) dropOutbox(m.nonce);
+  }
+  room.loading = false;
+  drainPending(room, false);
+  // Close the window between the page snapshot and the live stream.
+  requestSync(room);
+  if (isCurrent) {
+    scrollToBottom();
+    room.timeline.savedScroll = null;
+    observeTop(room);
+    scheduleRead();
+  }
+}
+
+async function loadOlder(room) {
+  const tl = room.timeline;
+  if (!tl || !tl.loaded || !tl.hasMore || tl.loadingOlder || room.loading || tl.oldestId === null) return;
+  tl.loadingOlder = true;
+  tl.setStatus('loading');
+  try {
+    const data = await api(`/api/v1/rooms/${encodeURIComponent(room.slug)}/messages?before=${tl.oldestId}&limit=${PAGE}`);
+    const isCurrent = room.slug === state.current;
+    const before = els.scroller.scrollHeight - els.scroller.scrollTop;
+    tl.prepend(data.messages ?? [], Boolean(data.has_more));
+    // Keep the message the reader is looking at exactly where it was.
+    if (isCurrent) els.scroller.scrollTop = els.scroller.scrollHeight - before;
+  } catch (err) {
+    tl.setStatus('error', err instanceof ApiError ? err.message : '');
+  } finally {
+    tl.loadingOlder = false;
+  }
+  // Still at the top with more to show (a short page, a tall screen): keep going.
+  if (room.slug === state.current && tl.hasMore) requestAnimationFrame(() => checkTop(room));
+}
+
+let topObserver = null;
+function observeTop(room) {
+  topObserver?.disconnect();
+  if (!('IntersectionObserver' in window)) return;
+  topObserver = new IntersectionObserver((entries) => {
+    if (entries.some((e) => e.isIntersecting)) loadOlder(room);
+  }, { root: els.scroller, rootMargin: '400px 0px 0px 0px' });
+  topObserver.observe(room.timeline.top);
+}
+
+function checkTop(room) {
+  if (els.scroller.scrollTop < 400) loadOlder(room);
+}
+
+function openRoom(slug, { push = false, replace = false } = {}) {
+  const room = state.rooms.get(slug);
+  if (!room) {
+    location.assign(`/rooms/${encodeURIComponent(slug)}`);
+    return;
+  }
+  closeDrawers(false);
+  if (slug === state.current) return;
+  const prev = currentRoom();
+  if (prev) {
+    prev.draft = els.input.value;
+    if (prev.timeline) prev.timeline.savedScroll = isAtBottom() ? null : els.scroller.scrollTop;
+  }
+  state.current = slug;
+  body.dataset.room = slug;
+  const url = `/rooms/${encodeURIComponent(slug)}`;
+  if (push) history.pushState({ room: slug }, '', url);
+  else if (replace) history.replaceState({ room: slug }, '', url);
+  els.input.value = room.draft;
+  resizeInput();
+  updateCounter();
+  renderHeader();
+  renderRooms();
+  showRoom(room);
+  if (matchMedia('(pointer: fine)').matches) els.input.focus();
+  scheduleRead();
+}
+
+function renderHeader() {
+  const room = currentRoom();
+  if (!room) return;
+  els.roomName.textContent = room.name;
+  els.roomKindIcon.className = `icon icon-${room.kind === 'private' ? 'lock' : 'hash'}`;
+  els.roomKindLabel.textContent = room.kind === 'private' ? 'private room' : 'public room';
+  els.input.placeholder = `Message #${room.name}`;
+  els.inputLabel.textContent = `Message #${room.name}`;
+  els.scroller.setAttribute('aria-label', `Messages in #${room.name}`);
+  room.timeline?.rename(room.name, room.kind);
+  renderTitle();
+}
+
+const roomItems = new Map(); // slug -> {li, link, name, icon, badge, count}
+
+/** Update the sidebar in place, so keyboard focus on a room link survives. */
+function renderRooms() {
+  let otherUnread = false;
+  const wanted = [];
+  for (const room of state.rooms.values()) {
+    let item = roomItems.get(room.slug);
+    if (!item) {
+      const kindIcon = icon('hash');
+      const name = h('span', { class: 'room-name' });
+      const count = h('span', { class: 'badge-count' });
+      const badge = h('span', { class: 'badge' }, count, h('span', { class: 'sr-only' }, ' unread'));
+      const link = h('a', { class: 'room-link', 'data-slug': room.slug }, kindIcon, name, badge);
+      item = { li: h('li', {}, link), link, name, kindIcon, badge, count };
+      roomItems.set(room.slug, item);
+    }
+    const active = room.slug === state.current;
+    const showBadge = room.unread > 0 && !active;
+    otherUnread ||= showBadge;
+    item.link.href = `/rooms/${encodeURIComponent(room.slug)}`;
+    item.link.classList.toggle('has-unread', showBadge);
+    if (active) item.link.setAttribute('aria-current', 'page');
+    else item.link.removeAttribute('aria-current');
+    item.kindIcon.className = `icon icon-${room.kind === 'private' ? 'lock' : 'hash'}`;
+    if (item.name.textContent !== room.name) item.name.textContent = room.name;
+    item.count.textContent = room.unread > 99 ? '99+' : String(room.unread);
+    item.badge.hidden = !showBadge;
+    wanted.push(item.li);
+  }
+  for (const [slug, item] of roomItems) {
+    if (!state.rooms.has(slug)) {
+      item.li.remove();
+      roomItems.delete(slug);
+    }
+  }
+  const current = [...els.roomList.children];
+  if (current.length !== wanted.length || current.some((li, i) => li !== wanted[i])) {
+    els.roomList.replaceChildren(...wanted);
+  }
+  els.sidebarDot.hidden = !otherUnread;
+  renderTitle();
+}
+
+function renderTitle() {
+  const room = currentRoom();
+  let total = 0;
+  for (const r of state.rooms.values()) total += r.unread;
+  const base = room ? `#${room.name} · chatapp` : 'chatapp';
+  document.title = total > 0 ? `(${total}) ${base}` : base;
+}
+
+function renderOnline() {
+  const names = [...state.online].sort((a, b) => a.localeCompare(b, undefined, { sensitivity: 'base' }));
+  els.onlineList.replaceChildren(...names.map((name) => h('li', { class: 'online-user' },
+    h('span', { class: `avatar avatar-sm ${hueClass(name)}`, 'aria-hidden': 'true' }, initial(name), h('span', { class: 'presence-dot' })),
+    h('span', { class: 'online-name' }, name),
+    name === me.username ? h('span', { class: 'you-tag' }, 'you') : null)));
+  els.onlineCount.textContent = String(names.length);
+  els.onlineHeadingCount.textContent = String(names.length);
+}
+
+function renderTyping() {
+  const now = Date.now();
+  let names = [];
+  const typers = state.typers.get(state.current);
+  if (typers) {
+    for (const [user, until] of typers) {
+      if (until <= now) typers.delete(user);
+      else names.push(user);
+    }
+  }
+  names = names.sort();
+  let text = '';
+  if (names.length === 1) text = `${names[0]} is typing…`;
+  else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+  else if (names.length > 2) text = 'Several people are typing…';
+  if (els.typing.textContent !== text) els.typing.textContent = text;
+  els.typing.classList.toggle('is-active', Boolean(text));
+}
+
+// ---------------------------------------------------------------- scrolling & read state
+
+function isAtBottom() {
+  const s = els.scroller;
+  return s.scrollHeight - s.scrollTop - s.clientHeight <= PIN_SLACK_PX;
+}
+
+function scrollToBottom() {
+  els.scroller.scrollTop = els.scroller.scrollHeight;
+  state.pinned = true;
+  els.pill.hidden = true;
+}
+
+function readingNow() {
+  return document.visibilityState === 'visible' && isAtBottom();
+}
+
+let readTimer = null;
+function scheduleRead() {
+  clearTimeout(readTimer);
+  readTimer = setTimeout(maybeSendRead, 250);
+}
+
+function maybeSendRead() {
+  const room = currentRoom();
+  if (!room || !state.ready || room.loading || !room.timeline?.loaded) return;
+  if (!readingNow()) return;
+  els.pill.hidden = true;
+  if (room.lastSeq > room.readSent || room.unread > 0) {
+    if (room.lastSeq > 0) {
+      socket.send({ type: 'read', room: room.slug, seq: room.lastSeq, ref: `read:${room.slug}` });
+    }
+    room.readSent = room.lastSeq;
+    room.unread = 0;
+    renderRooms();
+  }
+}
+
+// ---------------------------------------------------------------- sending
+
+function transmit(item) {
+  if (!state.ready) return; // stays pending; sent again after the next hello
+  socket.send({ type: 'send', room: item.room, body: item.body, nonce: item.nonce });
+}
+
+function dropOutbox(nonce) {
+  const item = state.outbox.get(nonce);
+  if (!item) return;
+  state.outbox.delete(nonce);
+  saveOutbox();
+  state.rooms.get(item.room)?.timeline?.removeOutbox(nonce);
+}
+
+function retryOutbox(nonce) {
+  const item = state.outbox.get(nonce);
+  if (!item) return;
+  item.state = 'pending';
+  item.error = null;
+  saveOutbox();
+  state.rooms.get(item.room)?.timeline?.updateOutbox(item);
+  transmit(item);
+}
+
+function saveOutbox() {
+  try {
+    const items = [...state.outbox.values()].filter((i) => i.state !== 'sent');
+    if (items.length) sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(items));
+    else sessionStorage.removeItem(OUTBOX_KEY);
+  } catch { /* storage full or disabled */ }
+}
+
+function restoreOutbox() {
+  try {
+    const items = JSON.parse(sessionStorage.getItem(OUTBOX_KEY) ?? '[]');
+    for (const item of items) {
+      if (typeof item?.nonce === 'string' && typeof item.body === 'string') {
+        state.outbox.set(item.nonce, { ...item, state: item.state === 'failed' ? 'failed' : 'pending' });
+      }
+    }
+  } catch { /* ignore a corrupt entry */ }
+}
+
+function submitComposer() {
+  const room = currentRoom();
+  const text = els.input.value.trim();
+  if (!room || !text) return;
+  if (codePoints(text) > MAX_BODY) {
+    updateCounter();
+    els.input.focus();
+    return;
+  }
+  const item = { nonce: newNonce(), room: room.slug, body: text, state: 'pending', error: null, ts: Date.now() };
+  state.outbox.set(item.nonce, item);
+  saveOutbox();
+  room.timeline?.addOutbox(item);
+  els.input.value = '';
+  room.draft = '';
+  resizeInput();
+  updateCounter();
+  scrollToBottom();
+  transmit(item);
+}
+
+function updateCounter() {
+  const n = codePoints(els.input.value.trim());
+  const left = MAX_BODY - n;
+  els.counter.classList.toggle('is-over', left < 0);
+  els.counter.textContent = n >= COUNTER_FROM
+    ? (left >= 0 ? `${left} characters left` : `${-left} characters over the limit`)
+    : '';
+  els.sendBtn.disabled = n === 0 || left < 0;
+}
+
+function resizeInput() {
+  const el = els.input;
+  el.style.height = 'auto'; // CSSOM, allowed by the CSP (no inline style attribute)
+  el.style.height = `${Math.min(el.scrollHeight, 240)}px`;
+}
+
+function sendTyping() {
+  const room = currentRoom();
+  if (!room || !state.ready || !els.input.value.trim()) return;
+  const now = Date.now();
+  if (now - (state.typingSentAt.get(room.slug) ?? 0) < TYPING_EVERY_MS) return;
+  state.typingSentAt.set(room.slug, now);
+  socket.send({ type: 'typing', room: room.slug, ref: `typing:${room.slug}` });
+}
+
+// ---------------------------------------------------------------- dialogs
+
+function setupNewRoomDialog() {
+  const dialog = $('new-room-dialog');
+  const form = $('new-room-form');
+  const error = $('new-room-error');
+  $('new-room-btn').addEventListener('click', () => {
+    form.reset();
+    error.hidden = true;
+    dialog.showModal();
+  });
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const name = form.elements.name.value.trim();
+    const kind = form.elements.kind.value;
+    if (!name) return;
+    const submit = form.querySelector('[type="submit"]');
+    submit.disabled = true;
+    error.hidden = true;
+    try {
+      const room = await api('/api/v1/rooms', { method: 'POST', body: { name, kind } });
+      upsertRoom(room);
+      dialog.close();
+      openRoom(room.slug, { push: true });
+    } catch (err) {
+      error.textContent = err.message;
+      error.hidden = false;
+    } finally {
+      submit.disabled = false;
+    }
+  });
+}
+
+function setupBrowseDialog() {
+  const dialog = $('browse-dialog');
+  const list = $('directory');
+  const status = $('browse-status');
+  const error = $('browse-error');
+  $('browse-rooms-btn').addEventListener('click', async () => {
+    list.replaceChildren();
+    error.hidden = true;
+    status.textContent = 'Loading…';
+    status.hidden = false;
+    dialog.showModal();
+    try {
+      const data = await api('/api/v1/rooms/directory');
+      const rooms = data.rooms ?? [];
+      status.hidden = rooms.length > 0;
+      status.textContent = 'No public rooms yet. Create one!';
+      list.replaceChildren(...rooms.map(directoryItem));
+    } catch (err) {
+      status.hidden = true;
+      error.textContent = err.message;
+      error.hidden = false;
+    }
+  });
+
+  function directoryItem(r) {
+    const member = state.rooms.has(r.slug);
+    const action = h('button', { type: 'button', class: member ? 'btn btn-ghost btn-sm' : 'btn btn-primary btn-sm' },
+      member ? 'Open' : 'Join', h('span', { class: 'sr-only' }, ` #${r.name}`));
+    action.addEventListener('click', async () => {
+      if (state.rooms.has(r.slug)) {
+        dialog.close();
+        openRoom(r.slug, { push: true });
+        return;
+      }
+      action.disabled = true;
+      try {
+        const joined = await api(`/api/v1/rooms/${encodeURIComponent(r.slug)}/join`, { method: 'POST' });
+        dialog.close();
+        if (joined && typeof joined.slug === 'string') {
+          upsertRoom(joined);
+          openRoom(joined.slug, { push: true });
+        } else if (state.rooms.has(r.slug)) {
+          openRoom(r.slug, { push: true });
+        } else {
+          state.openAfterJoin = r.slug; // room_joined will open it
+        }
+      } catch (err) {
+        error.textContent = err.message;
+        error.hidden = false;
+        action.disabled = false;
+      }
+    });
+    const meta = [];
+    if (Number.isInteger(r.members)) meta.push(`${r.members} member${r.members === 1 ? '' : 's'}`);
+    return h('li', { class: 'directory-item' },
+      icon('hash'),
+      h('span', { class: 'directory-name' }, r.name, meta.length ? h('small', {}, meta.join(' · ')) : null),
+      action);
+  }
+}
+
+async function leaveCurrentRoom() {
+  const room = currentRoom();
+  if (!room) return;
+  if (!window.confirm(`Leave #${room.name}?`)) return;
+  els.leaveBtn.disabled = true;
+  try {
+    await api(`/api/v1/rooms/${encodeURIComponent(room.slug)}/leave`, { method: 'POST' });
+    removeRoom(room.slug);
+  } catch (err) {
+    toast(err.message);
+  } finally {
+    els.leaveBtn.disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------- wiring
+
+function roomFromPath() {
+  const match = location.pathname.match(/^\/rooms\/([^/]+)\/?$/);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
+function init() {
+  // Rooms as rendered by the server, so the sidebar works before hello.
+  for (const link of els.roomList.querySelectorAll('a[data-slug]')) {
+    const d = link.dataset;
+    state.rooms.set(d.slug, new Room({
+      slug: d.slug, name: d.name, kind: d.kind, unread: Number(d.unread) || 0, last_seq: Number(d.lastSeq) || 0,
+    }));
+  }
+  for (const li of els.onlineList.querySelectorAll('.online-name')) state.online.add(li.textContent);
+  for (const el of document.querySelectorAll('[data-avatar]')) el.classList.add(hueClass(el.dataset.avatar));
+  restoreOutbox();
+  history.replaceState({ room: state.current }, '', location.href);
+
+  setupChrome();
+  setupNotifyButton();
+  setupNewRoomDialog();
+  setupBrowseDialog();
+  renderRooms();
+  renderOnline();
+  const room = currentRoom();
+  if (room) showRoom(room); // history loads alongside the websocket handshake
+
+  els.roomList.addEventListener('click', (ev) => {
+    const link = ev.target.closest('a[data-slug]');
+    if (!link || ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
+    ev.preventDefault();
+    openRoom(link.dataset.slug, { push: true });
+  });
+  window.addEventListener('popstate', (ev) => {
+    const slug = ev.state?.room ?? roomFromPath();
+    if (slug && slug !== state.current) openRoom(slug);
+  });
+
+  els.composer.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    submitComposer();
+  });
+  els.input.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing && ev.keyCode !== 229) {
+      ev.preventDefault();
+      submitComposer();
+    }
+  });
+  els.input.addEventListener('input', () => {
+    resizeInput();
+    updateCounter();
+    sendTyping();
+  });
+  updateCounter();
+
+  els.scroller.addEventListener('scroll', () => {
+    state.pinned = isAtBottom();
+    if (state.pinned) scheduleRead();
+  }, { passive: true });
+  // Keep the newest message in view when the viewport changes (mobile keyboard, resize).
+  new ResizeObserver(() => { if (state.pinned) els.scroller.scrollTop = els.scroller.scrollHeight; }).observe(els.scroller);
+  els.pill.addEventListener('click', () => {
+    scrollToBottom();
+    scheduleRead();
+  });
+  els.leaveBtn.addEventListener('click', leaveCurrentRoom);
+  $('conn-retry').addEventListener('click', () => socket.reconnectNow());
+
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') {
+      scheduleRead();
+      if (Date.now() - socket.lastFrameAt > 30_000) socket.send({ type: 'ping' });
+    }
+  });
+  window.addEventListener('online', () => socket.reconnectNow());
+  window.addEventListener('offline', () => connectionStatus('closed'));
+  document.addEventListener('keydown', (ev) => {
+    // Alt+Up / Alt+Down: previous / next room.
+    if (!ev.altKey || (ev.key !== 'ArrowUp' && ev.key !== 'ArrowDown')) return;
+    const slugs = [...state.rooms.keys()];
+    const i = slugs.indexOf(state.current);
+    const next = slugs[(i + (ev.key === 'ArrowUp' ? -1 : 1) + slugs.length) % slugs.length];
+    if (next) {
+      ev.preventDefault();
+      openRoom(next, { push: true });
+    }
+  });
+
+  setInterval(() => currentRoom()?.timeline?.refreshTimes(), 30_000);
+  setInterval(renderTyping, 1000);
+
+  socket.start();
+}
+
+init();
