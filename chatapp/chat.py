@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .broker import BrokerError
 from .broker.hub import Hub
-from .events import encode, message_event, room_channel, user_channel
+from .events import ROOM_PREFIX, encode, message_event, room_channel, user_channel
 from .storage import SYNC_LIMIT, Message, MessagePage, Room, RoomExists, RoomSummary, Storage, User
+
+log = logging.getLogger(__name__)
 
 MAX_BODY = 4000
 MAX_NONCE = 64
@@ -18,6 +22,8 @@ MAX_ROOM_NAME = 64
 PAGE_DEFAULT, PAGE_MAX = 50, 200
 TYPING_EVERY = 2.0
 ROOM_KINDS = ("public", "private")
+# Past this many missed events a client's next gap leads it to reload the room.
+CATCH_UP_LIMIT = 2000
 
 
 class ChatError(Exception):
@@ -36,8 +42,25 @@ class ChatError(Exception):
         return self.STATUS.get(self.code, 400)
 
 
+# Lone surrogates (from JSON escapes like "\\ud800") are not text: SQLite and the
+# websocket's UTF-8 encoding both reject them, so they are refused at the door.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# The largest seq or id storage can hold (a signed 64-bit integer).
+MAX_INT = 2**63 - 1
+
+
+def is_text(value: Any) -> bool:
+    """A str that encodes as UTF-8 (no lone surrogates)."""
+    return isinstance(value, str) and (value.isascii() or not _SURROGATE.search(value))
+
+
+def is_count(value: Any) -> bool:
+    """A non-negative integer that fits storage (bool is not a number here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT
+
+
 def clean_body(body: Any) -> str:
-    if not isinstance(body, str):
+    if not is_text(body):
         raise ChatError("invalid", "body must be a string", "body")
     body = body.strip()
     if not 1 <= len(body) <= MAX_BODY:
@@ -48,7 +71,7 @@ def clean_body(body: Any) -> str:
 def clean_nonce(nonce: Any) -> str | None:
     if nonce is None:
         return None
-    if not isinstance(nonce, str) or not 1 <= len(nonce) <= MAX_NONCE:
+    if not is_text(nonce) or not 1 <= len(nonce) <= MAX_NONCE:
         raise ChatError("invalid", f"nonce must be a string of 1–{MAX_NONCE} characters", "nonce")
     return nonce
 
@@ -87,7 +110,7 @@ class Chat:
 
     async def room_for(self, user: User, slug: Any, *, to_write: bool = False) -> Room:
         """The room a user may read (public or member) or write (member)."""
-        if not isinstance(slug, str) or not slug:
+        if not is_text(slug) or not slug:
             raise ChatError("invalid", "room must be a room slug", "room")
         room = await self.storage.room(slug)
         if room is None:
@@ -113,7 +136,11 @@ class Chat:
         if stored is not None:
             stored(message)
         if created:
-            await self.hub.publish(room_channel(room.slug), message_event(message))
+            try:
+                await self.hub.publish(room_channel(room.slug), message_event(message))
+            except BrokerError:
+                # Stored is what counts: clients catch up by seq once the broker is back.
+                log.warning("could not publish message %d; clients will sync", message.id)
         return message
 
     async def history(
@@ -122,7 +149,7 @@ class Chat:
         return await self.storage.messages(room.id, before=before, after=after, limit=limit)
 
     async def sync(self, room: Room, after: Any) -> SyncResult:
-        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        if not is_count(after):
             raise ChatError("invalid", "after must be a non-negative integer seq", "after")
         events = await self.storage.events_after(room.id, after, SYNC_LIMIT + 1)
         if len(events) > SYNC_LIMIT:
@@ -132,6 +159,20 @@ class Chat:
             return SyncResult(room.slug, events, events[-1].seq, True)
         current = await self.storage.room(room.slug)
         return SyncResult(room.slug, [], current.last_seq if current else 0, True)
+
+    async def catch_up(self, rooms: dict[str, int]) -> None:
+        """Replay from storage, to this process's subscribers, room events after a seq.
+
+        Called when the broker lost events (a Redis reconnect); clients drop the
+        duplicates by seq.
+        """
+        for channel, after in rooms.items():
+            room = await self.storage.room(channel.removeprefix(ROOM_PREFIX))
+            if room is None:
+                continue
+            events = await self.storage.events_after(room.id, after, CATCH_UP_LIMIT)
+            for message in events:
+                self.hub.deliver(channel, message_event(message))
 
     async def typing(self, user: User, room: Room) -> None:
         """Tell the room someone is typing, at most once per 2 s per user and room."""
@@ -145,7 +186,7 @@ class Chat:
                                                                user=user.username))
 
     async def mark_read(self, user: User, room: Room, seq: Any, origin: str) -> int:
-        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        if not is_count(seq):
             raise ChatError("invalid", "seq must be a non-negative integer", "seq")
         marker = await self.storage.mark_read(user.id, room.id, seq)
         # A control event: each of the user's connections but the origin forwards it.
@@ -155,7 +196,7 @@ class Chat:
         return marker
 
     async def create_room(self, user: User, name: Any, kind: Any) -> RoomSummary:
-        if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_ROOM_NAME:
+        if not is_text(name) or not 1 <= len(name.strip()) <= MAX_ROOM_NAME:
             raise ChatError("invalid", f"name must be 1–{MAX_ROOM_NAME} characters", "name")
         if kind not in ROOM_KINDS:
             raise ChatError("invalid", "kind must be public or private", "kind")
@@ -182,7 +223,7 @@ class Chat:
 
     async def add_member(self, user: User, slug: str, username: Any) -> RoomSummary:
         room = await self.room_for(user, slug, to_write=True)
-        if not isinstance(username, str):
+        if not is_text(username):
             raise ChatError("invalid", "username must be a string", "username")
         member = await self.storage.user_by_name(username)
         if member is None:

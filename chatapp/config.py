@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 from dataclasses import dataclass
@@ -43,12 +44,14 @@ class Rate:
             rate = cls(int(count_text), float(seconds_text))
         except ValueError:
             raise ConfigError(f"{name} must look like COUNT/SECONDS, got {text!r}") from None
-        if rate.count < 1 or rate.seconds <= 0:
+        if rate.count < 1 or not 0 < rate.seconds < math.inf:  # also refuses nan
             raise ConfigError(f"{name} needs a positive count and period, got {text!r}")
         return rate
 
 
-def load(overrides: dict[str, Any] | None = None, instance_path: Path | None = None) -> dict[str, Any]:
+def load(
+    overrides: dict[str, Any] | None = None, instance_path: Path | None = None
+) -> dict[str, Any]:
     """Merge defaults, the environment and explicit overrides into a checked config dict."""
     config: dict[str, Any] = dict(DEFAULTS)
     config.update({k: v for k, v in os.environ.items() if k.startswith("CHATAPP_")})
@@ -95,7 +98,9 @@ def _resolve_sqlite_url(url: str) -> str:
         return url
     if url.startswith("sqlite://"):
         raise ConfigError("sqlite URLs take three slashes: sqlite:///path/to/file.db")
-    raise ConfigError(f"CHATAPP_DATABASE_URL must be sqlite:///PATH or postgresql://..., got {url!r}")
+    raise ConfigError(
+        f"CHATAPP_DATABASE_URL must be sqlite:///PATH or postgresql://..., got {url!r}"
+    )
 
 
 def _development_secret(instance: Path) -> str:

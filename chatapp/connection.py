@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .broker.hub import Outbox
-from .chat import ChatError
+from .chat import ChatError, is_text
 from .config import Rate
 from .events import encode, room_channel
 from .ratelimit import TokenBucket
@@ -49,7 +49,12 @@ class Connection:
         if isinstance(data, bytes):
             self.outbox.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
             return
-        if len(data) > MAX_FRAME_BYTES and len(data.encode()) > MAX_FRAME_BYTES:
+        # A character is 1-4 bytes of UTF-8: only a long non-ASCII frame needs encoding.
+        if len(data) > MAX_FRAME_BYTES or (
+            len(data) > MAX_FRAME_BYTES // 4
+            and not data.isascii()
+            and len(data.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES
+        ):
             self.outbox.close(CLOSE_TOO_BIG, "frames are limited to 64 KiB")
             return
         frame: Any = None
@@ -58,13 +63,14 @@ class Connection:
             if not isinstance(frame, dict):
                 raise FrameError("invalid", "a frame must be a JSON object")
             ref = frame.get("ref")
-            if ref is not None and (not isinstance(ref, str) or len(ref) > MAX_REF):
+            if ref is not None and (not is_text(ref) or len(ref) > MAX_REF):
                 raise FrameError("invalid", f"ref must be a string of at most {MAX_REF} chars")
-            handler = HANDLERS.get(frame.get("type"))  # type: ignore[arg-type]
+            kind = frame.get("type")
+            handler = HANDLERS.get(kind) if isinstance(kind, str) else None
             if handler is None:
                 raise FrameError("invalid", f"unknown type {frame.get('type')!r}")
             await handler(self, frame, ref)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested too deep
             self.error("invalid", "a frame must be JSON text", {})
         except FrameError as error:
             self.error(error.code, error.message, frame)
@@ -75,9 +81,9 @@ class Connection:
         fields: dict[str, Any] = {"code": code, "message": message}
         if isinstance(frame, dict):
             ref, nonce = frame.get("ref"), frame.get("nonce")
-            if isinstance(ref, str) and len(ref) <= MAX_REF:
+            if is_text(ref) and len(ref) <= MAX_REF:
                 fields["ref"] = ref
-            if isinstance(nonce, str) and len(nonce) <= MAX_REF:
+            if is_text(nonce) and len(nonce) <= MAX_REF:
                 fields["nonce"] = nonce
         fields.update(extra)
         self.outbox.push(encode("error", **fields))

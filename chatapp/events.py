@@ -32,8 +32,20 @@ def is_sheddable(payload: str) -> bool:
     return payload.startswith(SHEDDABLE_PREFIXES)
 
 
+ROOM_PREFIX = "room:"
+MESSAGE_PREFIX = '{"type":"message","room":'
+_SEQ_MARK = '"seq":'
+
+
 def room_channel(slug: str) -> str:
-    return f"room:{slug}"
+    return f"{ROOM_PREFIX}{slug}"
+
+
+def room_event_seq(payload: str) -> int:
+    """The seq of an encoded room event, read without decoding the whole event."""
+    start = payload.index(_SEQ_MARK) + len(_SEQ_MARK)
+    end = payload.index(",", start)
+    return int(payload[start:end])
 
 
 def user_channel(user_id: int) -> str:

@@ -51,6 +51,7 @@ def init_app(app: Quart) -> None:
         chat=Chat(storage, hub),
         api_limiter=KeyedLimiter(config["CHATAPP_API_RATE"]),
     )
+    hub.catch_up = services.chat.catch_up
     app.extensions["chatapp"] = services
 
     @app.before_serving

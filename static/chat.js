@@ -4,13 +4,15 @@
 import { api, ApiError, goToLogin } from './api.js';
 import { Socket } from './socket.js';
 import { Timeline } from './timeline.js';
-import { h, icon, codePoints, hueClass, initial, newNonce } from './format.js';
+import { hueClass, newNonce } from './format.js';
+import { Composer } from './composer.js';
+import { Outbox } from './outbox.js';
+import { Room, renderOnline as drawOnline, renderRooms as drawRooms, renderTitle } from './rooms.js';
+import { setupRoomDialogs } from './dialogs.js';
 import {
   announce, closeDrawers, notify, setupChrome, setupNotifyButton, toast,
 } from './ui.js';
 
-const MAX_BODY = 4000;
-const COUNTER_FROM = 3500;
 const PAGE = 50;
 const TYPING_EVERY_MS = 2000;
 const TYPING_SHOWN_MS = 4000;
@@ -23,10 +25,11 @@ const NOT_ROOM_EVENTS = new Set([
 const $ = (id) => document.getElementById(id);
 const body = document.body;
 const me = { id: Number(body.dataset.userId), username: body.dataset.username };
-const OUTBOX_KEY = `chatapp.outbox.${me.id}`;
 
 const els = {
+  composerForm: $('composer'),
   roomList: $('room-list'),
+  onlineList: $('online-list'),
   roomName: $('room-name'),
   roomKindIcon: $('room-kind-icon'),
   roomKindLabel: $('room-kind-label'),
@@ -34,37 +37,10 @@ const els = {
   host: $('timeline-host'),
   pill: $('new-pill'),
   typing: $('typing'),
-  composer: $('composer'),
-  input: $('composer-input'),
-  inputLabel: $('composer-label'),
-  counter: $('composer-count'),
-  sendBtn: $('send-btn'),
-  onlineList: $('online-list'),
-  onlineCount: $('online-count'),
-  onlineHeadingCount: $('online-heading-count'),
   banner: $('conn-banner'),
   bannerText: $('conn-banner-text'),
   leaveBtn: $('leave-btn'),
-  sidebarDot: $('sidebar-unread-dot'),
 };
-
-class Room {
-  constructor({ slug, name, kind, unread = 0, last_seq: lastSeq = 0 }) {
-    this.slug = slug;
-    this.name = name;
-    this.kind = kind;
-    this.unread = unread;
-    this.lastSeq = lastSeq; // last room event applied (or known, for rooms never opened)
-    this.unreadBase = lastSeq; // events up to here are already in `unread`
-    this.readSent = 0;
-    this.timeline = null;
-    this.loading = false;
-    this.pending = new Map(); // seq -> event that arrived ahead of a gap
-    this.syncing = false;
-    this.syncTimer = null;
-    this.draft = '';
-  }
-}
 
 const state = {
   current: body.dataset.room,
@@ -73,12 +49,15 @@ const state = {
   epoch: null,
   ready: false, // hello received on the current connection
   everReady: false,
-  outbox: new Map(), // nonce -> {nonce, room, body, state, error, ts}
+  outbox: new Outbox(`chatapp.outbox.${me.id}`),
   typers: new Map(), // room -> Map(user -> expires at)
   typingSentAt: new Map(), // room -> ms
   pinned: true,
   openAfterJoin: null,
+  preview: null, // a public room shown read-only before joining
 };
+
+const composer = new Composer($('composer'), { onSubmit: sendMessage, onTyping: sendTyping });
 
 const socket = new Socket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`, {
   onEvent: handleEvent,
@@ -214,7 +193,7 @@ function applyRoomEvent(room, ev, live) {
 }
 
 function requestSync(room) {
-  if (!state.ready || room.syncing) return;
+  if (!state.ready || room.syncing || room === state.preview) return;
   room.syncing = true;
   socket.send({ type: 'sync', room: room.slug, after: room.lastSeq, ref: `sync:${room.slug}` });
   clearTimeout(room.syncTimer);
@@ -275,7 +254,7 @@ function onAck(ev) {
     // Stored, but earlier events are still on their way: wait for them.
     item.state = 'sent';
     item.error = null;
-    saveOutbox();
+    state.outbox.save();
     room.timeline?.updateOutbox(item);
   }
 }
@@ -287,8 +266,15 @@ function onError(ev) {
     item.error = ev.code === 'rate_limited' && ev.retry_after
       ? `you're sending too fast, try again in ${Math.ceil(ev.retry_after)} s`
       : (ev.message || ev.code);
-    saveOutbox();
+    state.outbox.save();
     state.rooms.get(item.room)?.timeline?.updateOutbox(item);
+    if (ev.code === 'rate_limited' && !item.autoRetried) {
+      // One automatic retry once the limit allows; after that the Retry button.
+      item.autoRetried = true;
+      setTimeout(() => {
+        if (state.outbox.get(item.nonce)?.state === 'failed') retryOutbox(item.nonce);
+      }, Math.max(1, Number(ev.retry_after) || 1) * 1000 + Math.random() * 500);
+    }
     return;
   }
   const ref = typeof ev.ref === 'string' ? ev.ref : '';
@@ -353,10 +339,9 @@ function removeRoom(slug) {
   if (!room) return;
   state.rooms.delete(slug);
   state.typers.delete(slug);
-  for (const item of state.outbox.values()) {
+  for (const item of [...state.outbox.values()]) {
     if (item.room === slug) state.outbox.delete(item.nonce);
   }
-  saveOutbox();
   renderRooms();
   if (slug === state.current) {
     const next = state.rooms.get('general') ?? state.rooms.values().next().value;
@@ -402,7 +387,7 @@ function connectionReady() {
 // ---------------------------------------------------------------- rooms & history
 
 function currentRoom() {
-  return state.rooms.get(state.current) ?? null;
+  return state.rooms.get(state.current) ?? (state.preview?.slug === state.current ? state.preview : null);
 }
 
 function makeTimeline(room) {
@@ -447,7 +432,7 @@ async function loadLatest(room, knownLastSeq = 0) {
     room.timeline.setStatus('error', err instanceof ApiError ? err.message : '');
     return;
   }
-  if (!state.rooms.has(room.slug)) return;
+  if (state.rooms.get(room.slug) !== room && state.preview !== room) return; // left meanwhile
   const messages = data.messages ?? [];
   const isCurrent = room.slug === state.current;
   room.timeline.reset(messages, Boolean(data.has_more));
@@ -513,21 +498,20 @@ function openRoom(slug, { push = false, replace = false } = {}) {
   if (slug === state.current) return;
   const prev = currentRoom();
   if (prev) {
-    prev.draft = els.input.value;
+    prev.draft = composer.value;
     if (prev.timeline) prev.timeline.savedScroll = isAtBottom() ? null : els.scroller.scrollTop;
   }
+  if (state.preview) endPreview();
   state.current = slug;
   body.dataset.room = slug;
   const url = `/rooms/${encodeURIComponent(slug)}`;
   if (push) history.pushState({ room: slug }, '', url);
   else if (replace) history.replaceState({ room: slug }, '', url);
-  els.input.value = room.draft;
-  resizeInput();
-  updateCounter();
+  composer.value = room.draft;
   renderHeader();
   renderRooms();
   showRoom(room);
-  if (matchMedia('(pointer: fine)').matches) els.input.focus();
+  if (matchMedia('(pointer: fine)').matches) composer.input.focus();
   scheduleRead();
 }
 
@@ -537,73 +521,10 @@ function renderHeader() {
   els.roomName.textContent = room.name;
   els.roomKindIcon.className = `icon icon-${room.kind === 'private' ? 'lock' : 'hash'}`;
   els.roomKindLabel.textContent = room.kind === 'private' ? 'private room' : 'public room';
-  els.input.placeholder = `Message #${room.name}`;
-  els.inputLabel.textContent = `Message #${room.name}`;
+  composer.setRoomName(room.name);
   els.scroller.setAttribute('aria-label', `Messages in #${room.name}`);
   room.timeline?.rename(room.name, room.kind);
-  renderTitle();
-}
-
-const roomItems = new Map(); // slug -> {li, link, name, icon, badge, count}
-
-/** Update the sidebar in place, so keyboard focus on a room link survives. */
-function renderRooms() {
-  let otherUnread = false;
-  const wanted = [];
-  for (const room of state.rooms.values()) {
-    let item = roomItems.get(room.slug);
-    if (!item) {
-      const kindIcon = icon('hash');
-      const name = h('span', { class: 'room-name' });
-      const count = h('span', { class: 'badge-count' });
-      const badge = h('span', { class: 'badge' }, count, h('span', { class: 'sr-only' }, ' unread'));
-      const link = h('a', { class: 'room-link', 'data-slug': room.slug }, kindIcon, name, badge);
-      item = { li: h('li', {}, link), link, name, kindIcon, badge, count };
-      roomItems.set(room.slug, item);
-    }
-    const active = room.slug === state.current;
-    const showBadge = room.unread > 0 && !active;
-    otherUnread ||= showBadge;
-    item.link.href = `/rooms/${encodeURIComponent(room.slug)}`;
-    item.link.classList.toggle('has-unread', showBadge);
-    if (active) item.link.setAttribute('aria-current', 'page');
-    else item.link.removeAttribute('aria-current');
-    item.kindIcon.className = `icon icon-${room.kind === 'private' ? 'lock' : 'hash'}`;
-    if (item.name.textContent !== room.name) item.name.textContent = room.name;
-    item.count.textContent = room.unread > 99 ? '99+' : String(room.unread);
-    item.badge.hidden = !showBadge;
-    wanted.push(item.li);
-  }
-  for (const [slug, item] of roomItems) {
-    if (!state.rooms.has(slug)) {
-      item.li.remove();
-      roomItems.delete(slug);
-    }
-  }
-  const current = [...els.roomList.children];
-  if (current.length !== wanted.length || current.some((li, i) => li !== wanted[i])) {
-    els.roomList.replaceChildren(...wanted);
-  }
-  els.sidebarDot.hidden = !otherUnread;
-  renderTitle();
-}
-
-function renderTitle() {
-  const room = currentRoom();
-  let total = 0;
-  for (const r of state.rooms.values()) total += r.unread;
-  const base = room ? `#${room.name} · chatapp` : 'chatapp';
-  document.title = total > 0 ? `(${total}) ${base}` : base;
-}
-
-function renderOnline() {
-  const names = [...state.online].sort((a, b) => a.localeCompare(b, undefined, { sensitivity: 'base' }));
-  els.onlineList.replaceChildren(...names.map((name) => h('li', { class: 'online-user' },
-    h('span', { class: `avatar avatar-sm ${hueClass(name)}`, 'aria-hidden': 'true' }, initial(name), h('span', { class: 'presence-dot' })),
-    h('span', { class: 'online-name' }, name),
-    name === me.username ? h('span', { class: 'you-tag' }, 'you') : null)));
-  els.onlineCount.textContent = String(names.length);
-  els.onlineHeadingCount.textContent = String(names.length);
+  renderTitle(state.rooms, currentRoom());
 }
 
 function renderTyping() {
@@ -623,6 +544,15 @@ function renderTyping() {
   else if (names.length > 2) text = 'Several people are typing…';
   if (els.typing.textContent !== text) els.typing.textContent = text;
   els.typing.classList.toggle('is-active', Boolean(text));
+}
+
+function renderRooms() {
+  drawRooms(state.rooms, state.current);
+  renderTitle(state.rooms, currentRoom());
+}
+
+function renderOnline() {
+  drawOnline(state.online, me.username);
 }
 
 // ---------------------------------------------------------------- scrolling & read state
@@ -650,7 +580,7 @@ function scheduleRead() {
 
 function maybeSendRead() {
   const room = currentRoom();
-  if (!room || !state.ready || room.loading || !room.timeline?.loaded) return;
+  if (!room || room === state.preview || !state.ready || room.loading || !room.timeline?.loaded) return;
   if (!readingNow()) return;
   els.pill.hidden = true;
   if (room.lastSeq > room.readSent || room.unread > 0) {
@@ -674,7 +604,6 @@ function dropOutbox(nonce) {
   const item = state.outbox.get(nonce);
   if (!item) return;
   state.outbox.delete(nonce);
-  saveOutbox();
   state.rooms.get(item.room)?.timeline?.removeOutbox(nonce);
 }
 
@@ -683,168 +612,61 @@ function retryOutbox(nonce) {
   if (!item) return;
   item.state = 'pending';
   item.error = null;
-  saveOutbox();
+  state.outbox.save();
   state.rooms.get(item.room)?.timeline?.updateOutbox(item);
   transmit(item);
 }
 
-function saveOutbox() {
-  try {
-    const items = [...state.outbox.values()].filter((i) => i.state !== 'sent');
-    if (items.length) sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(items));
-    else sessionStorage.removeItem(OUTBOX_KEY);
-  } catch { /* storage full or disabled */ }
-}
-
-function restoreOutbox() {
-  try {
-    const items = JSON.parse(sessionStorage.getItem(OUTBOX_KEY) ?? '[]');
-    for (const item of items) {
-      if (typeof item?.nonce === 'string' && typeof item.body === 'string') {
-        state.outbox.set(item.nonce, { ...item, state: item.state === 'failed' ? 'failed' : 'pending' });
-      }
-    }
-  } catch { /* ignore a corrupt entry */ }
-}
-
-function submitComposer() {
+function sendMessage(text) {
   const room = currentRoom();
-  const text = els.input.value.trim();
-  if (!room || !text) return;
-  if (codePoints(text) > MAX_BODY) {
-    updateCounter();
-    els.input.focus();
-    return;
-  }
+  if (!room || room === state.preview) return;
   const item = { nonce: newNonce(), room: room.slug, body: text, state: 'pending', error: null, ts: Date.now() };
-  state.outbox.set(item.nonce, item);
-  saveOutbox();
+  state.outbox.add(item);
   room.timeline?.addOutbox(item);
-  els.input.value = '';
   room.draft = '';
-  resizeInput();
-  updateCounter();
   scrollToBottom();
   transmit(item);
 }
 
-function updateCounter() {
-  const n = codePoints(els.input.value.trim());
-  const left = MAX_BODY - n;
-  els.counter.classList.toggle('is-over', left < 0);
-  els.counter.textContent = n >= COUNTER_FROM
-    ? (left >= 0 ? `${left} characters left` : `${-left} characters over the limit`)
-    : '';
-  els.sendBtn.disabled = n === 0 || left < 0;
-}
-
-function resizeInput() {
-  const el = els.input;
-  el.style.height = 'auto'; // CSSOM, allowed by the CSP (no inline style attribute)
-  el.style.height = `${Math.min(el.scrollHeight, 240)}px`;
-}
-
 function sendTyping() {
   const room = currentRoom();
-  if (!room || !state.ready || !els.input.value.trim()) return;
+  if (!room || room === state.preview || !state.ready) return;
   const now = Date.now();
   if (now - (state.typingSentAt.get(room.slug) ?? 0) < TYPING_EVERY_MS) return;
   state.typingSentAt.set(room.slug, now);
   socket.send({ type: 'typing', room: room.slug, ref: `typing:${room.slug}` });
 }
 
-// ---------------------------------------------------------------- dialogs
-
-function setupNewRoomDialog() {
-  const dialog = $('new-room-dialog');
-  const form = $('new-room-form');
-  const error = $('new-room-error');
-  $('new-room-btn').addEventListener('click', () => {
-    form.reset();
-    error.hidden = true;
-    dialog.showModal();
-  });
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    const name = form.elements.name.value.trim();
-    const kind = form.elements.kind.value;
-    if (!name) return;
-    const submit = form.querySelector('[type="submit"]');
-    submit.disabled = true;
-    error.hidden = true;
+/** A public room opened by URL before joining: read-only until the Join button. */
+function setupPreview() {
+  const bar = $('join-bar');
+  if (!bar) return;
+  const d = bar.dataset;
+  state.preview = new Room({ slug: state.current, name: d.name, kind: d.kind, last_seq: Number(d.lastSeq) || 0 });
+  $('join-btn').addEventListener('click', async (ev) => {
+    const btn = ev.currentTarget;
+    btn.disabled = true;
     try {
-      const room = await api('/api/v1/rooms', { method: 'POST', body: { name, kind } });
-      upsertRoom(room);
-      dialog.close();
-      openRoom(room.slug, { push: true });
+      const joined = await api(`/api/v1/rooms/${encodeURIComponent(state.current)}/join`, { method: 'POST' });
+      const preview = state.preview;
+      endPreview();
+      const room = upsertRoom(joined && joined.slug ? joined : preview);
+      renderHeader();
+      showRoom(room);
+      composer.input.focus();
     } catch (err) {
-      error.textContent = err.message;
-      error.hidden = false;
-    } finally {
-      submit.disabled = false;
+      toast(err.message);
+      btn.disabled = false;
     }
   });
 }
 
-function setupBrowseDialog() {
-  const dialog = $('browse-dialog');
-  const list = $('directory');
-  const status = $('browse-status');
-  const error = $('browse-error');
-  $('browse-rooms-btn').addEventListener('click', async () => {
-    list.replaceChildren();
-    error.hidden = true;
-    status.textContent = 'Loading…';
-    status.hidden = false;
-    dialog.showModal();
-    try {
-      const data = await api('/api/v1/rooms/directory');
-      const rooms = data.rooms ?? [];
-      status.hidden = rooms.length > 0;
-      status.textContent = 'No public rooms yet. Create one!';
-      list.replaceChildren(...rooms.map(directoryItem));
-    } catch (err) {
-      status.hidden = true;
-      error.textContent = err.message;
-      error.hidden = false;
-    }
-  });
-
-  function directoryItem(r) {
-    const member = state.rooms.has(r.slug);
-    const action = h('button', { type: 'button', class: member ? 'btn btn-ghost btn-sm' : 'btn btn-primary btn-sm' },
-      member ? 'Open' : 'Join', h('span', { class: 'sr-only' }, ` #${r.name}`));
-    action.addEventListener('click', async () => {
-      if (state.rooms.has(r.slug)) {
-        dialog.close();
-        openRoom(r.slug, { push: true });
-        return;
-      }
-      action.disabled = true;
-      try {
-        const joined = await api(`/api/v1/rooms/${encodeURIComponent(r.slug)}/join`, { method: 'POST' });
-        dialog.close();
-        if (joined && typeof joined.slug === 'string') {
-          upsertRoom(joined);
-          openRoom(joined.slug, { push: true });
-        } else if (state.rooms.has(r.slug)) {
-          openRoom(r.slug, { push: true });
-        } else {
-          state.openAfterJoin = r.slug; // room_joined will open it
-        }
-      } catch (err) {
-        error.textContent = err.message;
-        error.hidden = false;
-        action.disabled = false;
-      }
-    });
-    const meta = [];
-    if (Number.isInteger(r.members)) meta.push(`${r.members} member${r.members === 1 ? '' : 's'}`);
-    return h('li', { class: 'directory-item' },
-      icon('hash'),
-      h('span', { class: 'directory-name' }, r.name, meta.length ? h('small', {}, meta.join(' · ')) : null),
-      action);
-  }
+function endPreview() {
+  state.preview = null;
+  $('join-bar')?.remove();
+  els.composerForm.hidden = false;
+  $('leave-btn').hidden = false;
+  $('add-member-btn').hidden = false;
 }
 
 async function leaveCurrentRoom() {
@@ -879,13 +701,19 @@ function init() {
   }
   for (const li of els.onlineList.querySelectorAll('.online-name')) state.online.add(li.textContent);
   for (const el of document.querySelectorAll('[data-avatar]')) el.classList.add(hueClass(el.dataset.avatar));
-  restoreOutbox();
+  state.outbox.restore();
   history.replaceState({ room: state.current }, '', location.href);
 
   setupChrome();
   setupNotifyButton();
-  setupNewRoomDialog();
-  setupBrowseDialog();
+  setupRoomDialogs({
+    currentRoom,
+    hasRoom: (slug) => state.rooms.has(slug),
+    upsertRoom,
+    openRoom,
+    openWhenJoined: (slug) => { state.openAfterJoin = slug; },
+  });
+  setupPreview();
   renderRooms();
   renderOnline();
   const room = currentRoom();
@@ -901,23 +729,6 @@ function init() {
     const slug = ev.state?.room ?? roomFromPath();
     if (slug && slug !== state.current) openRoom(slug);
   });
-
-  els.composer.addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    submitComposer();
-  });
-  els.input.addEventListener('keydown', (ev) => {
-    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing && ev.keyCode !== 229) {
-      ev.preventDefault();
-      submitComposer();
-    }
-  });
-  els.input.addEventListener('input', () => {
-    resizeInput();
-    updateCounter();
-    sendTyping();
-  });
-  updateCounter();
 
   els.scroller.addEventListener('scroll', () => {
     state.pinned = isAtBottom();
@@ -939,7 +750,6 @@ function init() {
     }
   });
   window.addEventListener('online', () => socket.reconnectNow());
-  window.addEventListener('offline', () => connectionStatus('closed'));
   document.addEventListener('keydown', (ev) => {
     // Alt+Up / Alt+Down: previous / next room.
     if (!ev.altKey || (ev.key !== 'ArrowUp' && ev.key !== 'ArrowDown')) return;

@@ -7,11 +7,15 @@ presence counts; local fan-out to websockets lives above it, in ``hub.py``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 Receiver = Callable[[str, str], None]
 """Called with (channel, payload) for every event published on a subscribed channel.
 It must not block: it only fills bounded queues."""
+
+Reconnected = Callable[[], Awaitable[None]]
+"""Awaited after the transport lost its connection and subscribed again: events
+published meanwhile may be lost, so the hub makes its clients catch up from storage."""
 
 
 class BrokerError(RuntimeError):
@@ -23,7 +27,7 @@ class Transport(ABC):
     shared_across_processes: bool = True
 
     @abstractmethod
-    async def connect(self, receiver: Receiver) -> None: ...
+    async def connect(self, receiver: Receiver, reconnected: Reconnected) -> None: ...
 
     @abstractmethod
     async def close(self) -> None: ...

@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
-from ..events import CONTROL_PREFIX, is_sheddable
+from ..events import CONTROL_PREFIX, MESSAGE_PREFIX, ROOM_PREFIX, is_sheddable, room_event_seq
 from . import Transport
 
 log = logging.getLogger(__name__)
@@ -119,9 +119,23 @@ class Hub:
         self.transport = transport
         self._channels: dict[str, set[Outbox]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # The newest room seq this process delivered per room channel; after a lost
+        # broker connection, ``catch_up`` replays from storage what came after it.
+        self.delivered_seq: dict[str, int] = {}
+        self.catch_up: Callable[[dict[str, int]], Awaitable[None]] | None = None
 
     async def start(self) -> None:
-        await self.transport.connect(self.deliver)
+        await self.transport.connect(self.deliver, self._reconnected)
+
+    async def _reconnected(self) -> None:
+        rooms = {
+            channel: self.delivered_seq.get(channel, 0)
+            for channel in self._channels
+            if channel.startswith(ROOM_PREFIX)
+        }
+        log.warning("broker reconnected: catching up %d rooms from storage", len(rooms))
+        if self.catch_up is not None and rooms:
+            await self.catch_up(rooms)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -130,9 +144,16 @@ class Hub:
 
     def deliver(self, channel: str, payload: str) -> None:
         outboxes = self._channels.get(channel)
+        if payload.startswith(MESSAGE_PREFIX):
+            self.note_seq(channel, room_event_seq(payload))
         if outboxes:
             for outbox in tuple(outboxes):
                 outbox.push(payload)
+
+    def note_seq(self, channel: str, seq: int) -> None:
+        """Record a seq a client of this process has seen (its hello's snapshot)."""
+        if seq > self.delivered_seq.get(channel, 0):
+            self.delivered_seq[channel] = seq
 
     def local_subscribers(self, channel: str) -> int:
         return len(self._channels.get(channel, ()))
@@ -169,6 +190,7 @@ class Hub:
         if group:
             return False
         del self._channels[channel]
+        self.delivered_seq.pop(channel, None)
         return True
 
     async def _unsubscribe(self, channel: str) -> None:

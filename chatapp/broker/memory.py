@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from . import BrokerError, Receiver, Transport
+from . import BrokerError, Receiver, Reconnected, Transport
 
 
 class MemoryTransport(Transport):
@@ -21,8 +21,8 @@ class MemoryTransport(Transport):
         self._channels: set[str] = set()
         self._present: Counter[str] = Counter()
 
-    async def connect(self, receiver: Receiver) -> None:
-        self._receiver = receiver
+    async def connect(self, receiver: Receiver, reconnected: Reconnected) -> None:
+        self._receiver = receiver  # nothing to lose in one process: no reconnects
 
     async def close(self) -> None:
         self._receiver = None

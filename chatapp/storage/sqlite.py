@@ -51,9 +51,10 @@ def _user(row: Any) -> User:
 
 
 async def _configure(conn: aiosqlite.Connection) -> None:
+    # busy_timeout first: switching to WAL waits for another process's migration.
+    await conn.execute("PRAGMA busy_timeout = 10000")
     await conn.execute("PRAGMA journal_mode = WAL")
     await conn.execute("PRAGMA foreign_keys = ON")
-    await conn.execute("PRAGMA busy_timeout = 10000")
     await conn.execute("PRAGMA synchronous = NORMAL")
 
 
@@ -146,10 +147,14 @@ class SQLiteStorage(Storage):
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE in the writer).
         self._writer_conn = await aiosqlite.connect(self._path, isolation_level=None)
-        await _configure(self._writer_conn)
-        await self._migrate(self._writer_conn)
-        self._reader = await aiosqlite.connect(self._path, isolation_level=None)
-        await _configure(self._reader)
+        try:
+            await _configure(self._writer_conn)
+            await self._migrate(self._writer_conn)
+            self._reader = await aiosqlite.connect(self._path, isolation_level=None)
+            await _configure(self._reader)
+        except BaseException:
+            await self.close()
+            raise
         self._writer = GroupCommitWriter(self._writer_conn)
         self._writer.start()
 
@@ -169,6 +174,12 @@ class SQLiteStorage(Storage):
             log.info("applying SQLite schema migration %d", number)
             await conn.execute("BEGIN IMMEDIATE")
             try:
+                # Another process starting at the same time may have applied it meanwhile.
+                async with conn.execute("PRAGMA user_version") as cursor:
+                    current = await cursor.fetchone()
+                if current and int(current[0]) >= number:
+                    await conn.commit()
+                    continue
                 for statement in _split_sql(script):
                     await conn.execute(statement)
                 if number == 1:
@@ -220,7 +231,8 @@ class SQLiteStorage(Storage):
             await conn.execute("SAVEPOINT create_user")
             try:
                 cursor = await conn.execute(
-                    "INSERT INTO users (username, username_key, password_hash, is_admin, created_at)"
+                    "INSERT INTO users"
+                    " (username, username_key, password_hash, is_admin, created_at)"
                     " VALUES (?, ?, ?, ? OR NOT EXISTS (SELECT 1 FROM users), ?)"
                     " RETURNING id, username, is_admin, password_hash",
                     (username, username.casefold(), password_hash, admin, now),

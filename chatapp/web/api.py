@@ -7,7 +7,7 @@ from typing import Any
 from quart import Blueprint, request
 
 from ..chat import PAGE_DEFAULT, PAGE_MAX, ChatError
-from ..errors import ApiError
+from ..errors import ApiError, json_error
 from ..security import UNSAFE_METHODS, CSRFError, check_csrf, current_user
 from ..services import services
 from ..storage import User
@@ -28,7 +28,8 @@ async def authenticate() -> None:
 
 @bp.errorhandler(ChatError)
 async def chat_error(error: ChatError) -> Any:
-    raise ApiError(error.status, error.message, error.code, error.field)
+    # An error handler's own exception is not handled again: answer directly.
+    return json_error(error.status, error.message, error.code, error.field)
 
 
 def _user() -> User:

@@ -7,6 +7,7 @@ from typing import Any
 from quart import Blueprint, Response, g, redirect, render_template, request, session, url_for
 
 from ..accounts import AccountError, token_hash
+from ..errors import html_error
 from ..events import encode, session_channel
 from ..security import CSRFError, check_csrf, remote_address, start_session
 from ..services import services
@@ -87,9 +88,7 @@ async def logout() -> Response:
     try:
         check_csrf(form.get("csrf_token"))
     except CSRFError:
-        return await _page(
-            "error.html", 400, status=400, title="Bad request", message=FORM_EXPIRED
-        )
+        return await html_error(400, FORM_EXPIRED)
     token = g.get("session_token")
     if token is not None:
         svc = services()

@@ -45,10 +45,13 @@ async def ws() -> Any:
             try:
                 # Subscribed before the snapshot: nothing published after it is missed,
                 # and events already queued carry seqs the client de-duplicates.
+                snapshot = await svc.storage.rooms_of(user.id)
+                for summary in snapshot:
+                    svc.hub.note_seq(room_channel(summary.slug), summary.last_seq)
                 hello = encode(
                     "hello",
                     user=user.to_json(),
-                    rooms=[r.to_json() for r in await svc.storage.rooms_of(user.id)],
+                    rooms=[r.to_json() for r in snapshot],
                     online=await svc.presence.online(),
                     epoch=await svc.storage.epoch(),
                 )

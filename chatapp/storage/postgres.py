@@ -1,0 +1,408 @@
+"""The PostgreSQL engine (asyncpg): a connection pool shared by any number of hosts.
+
+A room's seq comes from ``rooms.last_seq``, advanced with ``UPDATE ... RETURNING`` in
+the transaction that inserts the message: the update row-locks the room, so writers
+to one room queue up on any host and the stream has no gaps and no duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from . import (
+    GENERAL_ROOM,
+    Message,
+    MessagePage,
+    Room,
+    RoomExists,
+    RoomSummary,
+    SessionRecord,
+    Storage,
+    StorageError,
+    User,
+    UsernameTaken,
+)
+from .models import isoformat, utcnow
+from .postgres_schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+POOL_MIN = 1
+POOL_MAX = 10
+ACQUIRE_TIMEOUT = 30.0
+CLOSE_TIMEOUT = 10.0
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# Every process migrating the same database queues on this lock (any 64-bit constant).
+MIGRATION_LOCK = 0x63686174_6D696772  # "chatmigr"
+
+MESSAGE_COLUMNS = (
+    "m.id, r.slug, m.seq, u.username, m.body, m.created_at, m.nonce, m.edited_at"
+)
+MESSAGE_FROM = "messages m JOIN users u ON u.id = m.author_id JOIN rooms r ON r.id = m.room_id"
+USER_COLUMNS = "id, username, is_admin, password_hash"
+DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+def _message(row: Any) -> Message:
+    edited = row[7]
+    return Message(
+        row[0], row[1], row[2], row[3], row[4], isoformat(row[5]), row[6],
+        isoformat(edited) if edited is not None else None,
+    )
+
+
+def _user(row: Any) -> User:
+    return User(id=row[0], username=row[1], is_admin=bool(row[2]), password_hash=row[3])
+
+
+def split_url(url: str) -> tuple[str, str | None]:
+    """Take chatapp's own ``schema`` parameter off a URL: (asyncpg DSN, schema)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [value for key, value in query if key == "schema"]
+    rest = [(key, value) for key, value in query if key != "schema"]
+    schema = schemas[-1] if schemas else None
+    if schema is not None and not SCHEMA_NAME.fullmatch(schema):
+        raise StorageError(f"schema must be a lower-case SQL identifier, got {schema!r}")
+    return urlunsplit(parts._replace(query=urlencode(rest))), schema
+
+
+class _DuplicateNonceError(Exception):
+    """The nonce is taken: roll the seq back and return the stored message."""
+
+
+class PostgresStorage(Storage):
+    def __init__(self, url: str) -> None:
+        self._dsn, self._schema = split_url(url)
+        self._pool: asyncpg.Pool | None = None
+
+    async def connect(self) -> None:
+        settings = {"search_path": self._schema} if self._schema else {}
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn, min_size=POOL_MIN, max_size=POOL_MAX, server_settings=settings
+            )
+        except DRIVER_ERRORS as exc:
+            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+        try:
+            await self._migrate()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("PostgreSQL pool did not close in %.0f s; terminating", CLOSE_TIMEOUT)
+            pool.terminate()
+
+    async def _migrate(self) -> None:
+        async with self._conn() as conn, conn.transaction():
+            # Several processes may start at once: one migrates, the others wait and
+            # then find nothing left to do.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            if self._schema:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
+            await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version int NOT NULL)")
+            version = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                log.info("applying PostgreSQL schema migration %d", number)
+                await conn.execute(script)
+                if number == 1:
+                    now = utcnow()
+                    await conn.execute(
+                        "INSERT INTO meta (key, value) VALUES ('epoch', $1)",
+                        secrets.token_hex(8),
+                    )
+                    await conn.execute(
+                        "INSERT INTO rooms (slug, name, kind, created_at)"
+                        " VALUES ($1, $1, 'public', $2)",
+                        GENERAL_ROOM, now,
+                    )
+                await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; driver failures surface as StorageError."""
+        if self._pool is None:
+            raise StorageError("storage is not connected")
+        try:
+            async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+                yield conn
+        except DRIVER_ERRORS as exc:
+            raise StorageError(f"database operation failed: {exc}") from exc
+
+    async def _one(self, sql: str, *args: Any) -> Any:
+        async with self._conn() as conn:
+            return await conn.fetchrow(sql, *args)
+
+    async def _all(self, sql: str, *args: Any) -> list[Any]:
+        async with self._conn() as conn:
+            return list(await conn.fetch(sql, *args))
+
+    async def _run(self, sql: str, *args: Any) -> str:
+        async with self._conn() as conn:
+            return str(await conn.execute(sql, *args))
+
+    async def ping(self) -> None:
+        await self._one("SELECT 1")
+
+    async def epoch(self) -> str:
+        row = await self._one("SELECT value FROM meta WHERE key = 'epoch'")
+        return str(row[0])
+
+    # users
+    async def create_user(self, username: str, password_hash: str, *, admin: bool = False) -> User:
+        now = utcnow()
+        async with self._conn() as conn:
+            try:
+                async with conn.transaction():
+                    # Serialize registrations so exactly one first user becomes admin.
+                    await conn.execute("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+                    row = await conn.fetchrow(
+                        "INSERT INTO users (username, username_key, password_hash, is_admin,"
+                        " created_at) VALUES ($1, $2, $3, $4 OR NOT EXISTS (SELECT 1 FROM users),"
+                        f" $5) RETURNING {USER_COLUMNS}",
+                        username, username.casefold(), password_hash, admin, now,
+                    )
+                    user = _user(row)
+                    await conn.execute(
+                        "INSERT INTO memberships (user_id, room_id, joined_at)"
+                        " SELECT $1, id, $2 FROM rooms WHERE slug = $3",
+                        user.id, now, GENERAL_ROOM,
+                    )
+            except asyncpg.UniqueViolationError:
+                raise UsernameTaken(username) from None
+        return user
+
+    async def user_by_name(self, username: str) -> User | None:
+        row = await self._one(
+            f"SELECT {USER_COLUMNS} FROM users WHERE username_key = $1", username.casefold()
+        )
+        return _user(row) if row else None
+
+    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        await self._run("UPDATE users SET password_hash = $1 WHERE id = $2", password_hash, user_id)
+
+    # sessions
+    async def create_session(self, token_hash: str, user_id: int) -> None:
+        now = utcnow()
+        await self._run(
+            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen)"
+            " VALUES ($1, $2, $3, $3)",
+            token_hash, user_id, now,
+        )
+
+    async def session(self, token_hash: str, idle_after: datetime) -> SessionRecord | None:
+        row = await self._one(
+            "SELECT s.last_seen, u.id, u.username, u.is_admin, u.password_hash"
+            " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
+            token_hash,
+        )
+        if row is None:
+            return None
+        last_seen: datetime = row[0]
+        if last_seen < idle_after:
+            # Only if still idle: another host may have just touched it.
+            await self._run(
+                "DELETE FROM sessions WHERE token_hash = $1 AND last_seen < $2",
+                token_hash, idle_after,
+            )
+            return None
+        return SessionRecord(token_hash, _user(list(row)[1:]), last_seen)
+
+    async def touch_session(self, token_hash: str) -> None:
+        await self._run(
+            "UPDATE sessions SET last_seen = $1 WHERE token_hash = $2", utcnow(), token_hash
+        )
+
+    async def delete_session(self, token_hash: str) -> None:
+        await self._run("DELETE FROM sessions WHERE token_hash = $1", token_hash)
+
+    # failed logins
+    async def record_login_failure(self, keys: list[str]) -> None:
+        if not keys:
+            return
+        await self._run(
+            "INSERT INTO login_failures (key, at) SELECT unnest($1::text[]), $2",
+            keys, utcnow(),
+        )
+
+    async def login_failures(self, key: str, since: datetime) -> tuple[int, datetime | None]:
+        row = await self._one(
+            "SELECT count(*), min(at) FROM login_failures WHERE key = $1 AND at >= $2",
+            key, since,
+        )
+        return int(row[0]), row[1]
+
+    # rooms
+    async def create_room(self, slug: str, name: str, kind: str, creator_id: int) -> Room:
+        now = utcnow()
+        async with self._conn() as conn:
+            try:
+                async with conn.transaction():
+                    room_id = await conn.fetchval(
+                        "INSERT INTO rooms (slug, name, kind, created_by, created_at)"
+                        " VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                        slug, name, kind, creator_id, now,
+                    )
+                    await conn.execute(
+                        "INSERT INTO memberships (user_id, room_id, joined_at)"
+                        " VALUES ($1, $2, $3)",
+                        creator_id, room_id, now,
+                    )
+            except asyncpg.UniqueViolationError:
+                raise RoomExists(slug) from None
+        return Room(room_id, slug, name, kind, 0)
+
+    async def room(self, slug: str) -> Room | None:
+        row = await self._one(
+            "SELECT id, slug, name, kind, last_seq FROM rooms WHERE slug = $1", slug
+        )
+        return Room(*row) if row else None
+
+    async def rooms_of(self, user_id: int) -> list[RoomSummary]:
+        rows = await self._all(
+            "SELECT r.id, r.slug, r.name, r.kind,"
+            " (SELECT count(*) FROM messages m WHERE m.room_id = r.id"
+            "   AND m.seq > ms.last_read_seq AND m.author_id <> ms.user_id),"
+            " r.last_seq"
+            " FROM memberships ms JOIN rooms r ON r.id = ms.room_id"
+            " WHERE ms.user_id = $1 ORDER BY r.name COLLATE \"C\", r.id",
+            user_id,
+        )
+        return [RoomSummary(*row) for row in rows]
+
+    async def public_rooms(self) -> list[Room]:
+        rows = await self._all(
+            "SELECT id, slug, name, kind, last_seq FROM rooms WHERE kind = 'public'"
+            " ORDER BY name COLLATE \"C\", id"
+        )
+        return [Room(*row) for row in rows]
+
+    async def is_member(self, user_id: int, room_id: int) -> bool:
+        row = await self._one(
+            "SELECT 1 FROM memberships WHERE user_id = $1 AND room_id = $2", user_id, room_id
+        )
+        return row is not None
+
+    async def join(self, user_id: int, room_id: int) -> None:
+        # A newcomer starts with the history read: unread counts only what follows.
+        await self._run(
+            "INSERT INTO memberships (user_id, room_id, last_read_seq, joined_at)"
+            " SELECT $1, id, last_seq, $2 FROM rooms WHERE id = $3"
+            " ON CONFLICT DO NOTHING",
+            user_id, utcnow(), room_id,
+        )
+
+    async def leave(self, user_id: int, room_id: int) -> None:
+        await self._run(
+            "DELETE FROM memberships WHERE user_id = $1 AND room_id = $2", user_id, room_id
+        )
+
+    async def mark_read(self, user_id: int, room_id: int, seq: int) -> int:
+        row = await self._one(
+            "UPDATE memberships ms SET last_read_seq ="
+            " GREATEST(ms.last_read_seq, LEAST($1::bigint, r.last_seq))"
+            " FROM rooms r WHERE r.id = ms.room_id AND ms.user_id = $2 AND ms.room_id = $3"
+            " RETURNING ms.last_read_seq",
+            seq, user_id, room_id,
+        )
+        return int(row[0]) if row else 0
+
+    # messages
+    async def add_message(
+        self, room_id: int, author_id: int, body: str, nonce: str | None
+    ) -> tuple[Message, bool]:
+        async with self._conn() as conn:
+            if nonce is not None:  # a retry: answer without touching the room's lock
+                existing = await self._by_nonce(conn, author_id, nonce)
+                if existing is not None:
+                    return existing, False
+            try:
+                async with conn.transaction():
+                    room = await conn.fetchrow(
+                        "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1"
+                        " RETURNING slug, last_seq, (SELECT username FROM users WHERE id = $2)",
+                        room_id, author_id,
+                    )
+                    if room is None:
+                        raise StorageError(f"room {room_id} does not exist")
+                    # A concurrent duplicate (same author and nonce) makes this insert
+                    # nothing; rolling back returns the seq to the room.
+                    row = await conn.fetchrow(
+                        "INSERT INTO messages (room_id, seq, author_id, body, nonce, created_at)"
+                        " VALUES ($1, $2, $3, $4, $5, clock_timestamp())"
+                        " ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING"
+                        " RETURNING id, created_at",
+                        room_id, room["last_seq"], author_id, body, nonce,
+                    )
+                    if row is None:
+                        raise _DuplicateNonceError
+            except _DuplicateNonceError:
+                assert nonce is not None
+                existing = await self._by_nonce(conn, author_id, nonce)
+                if existing is None:
+                    raise StorageError("a duplicate nonce vanished") from None
+                return existing, False
+        message = Message(
+            row["id"], room["slug"], room["last_seq"], room["username"], body,
+            isoformat(row["created_at"]), nonce,
+        )
+        return message, True
+
+    async def _by_nonce(
+        self, conn: asyncpg.Connection, author_id: int, nonce: str
+    ) -> Message | None:
+        row = await conn.fetchrow(
+            f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM}"
+            " WHERE m.author_id = $1 AND m.nonce = $2",
+            author_id, nonce,
+        )
+        return _message(row) if row else None
+
+    async def messages(
+        self, room_id: int, *, before: int | None, after: int | None, limit: int
+    ) -> MessagePage:
+        where, params = "m.room_id = $1", [room_id]
+        if before is not None:
+            params.append(before)
+            where += f" AND m.id < ${len(params)}"
+        if after is not None:
+            params.append(after)
+            where += f" AND m.id > ${len(params)}"
+        # Without ``after`` the reader wants the newest page: walk back, then flip.
+        order = "ASC" if after is not None and before is None else "DESC"
+        params.append(limit + 1)
+        rows = await self._all(
+            f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE {where}"
+            f" ORDER BY m.id {order} LIMIT ${len(params)}",
+            *params,
+        )
+        has_more = len(rows) > limit
+        page = [_message(row) for row in rows[:limit]]
+        if order == "DESC":
+            page.reverse()
+        return MessagePage(page, has_more)
+
+    async def events_after(self, room_id: int, seq: int, limit: int) -> list[Message]:
+        rows = await self._all(
+            f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM}"
+            " WHERE m.room_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3",
+            room_id, seq, limit,
+        )
+        return [_message(row) for row in rows]

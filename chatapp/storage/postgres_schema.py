@@ -1,0 +1,64 @@
+"""PostgreSQL schema migrations, applied in order; ``schema_version`` records progress.
+
+Same tables and meaning as ``sqlite_schema``; times are ``timestamptz``. The room
+counter (``rooms.last_seq``) is advanced by the engine under the room's row lock, in
+the transaction that inserts the message, so no trigger is needed.
+"""
+
+MIGRATIONS: list[str] = [
+    # 1: accounts, sessions, rooms, memberships, messages with a per-room seq
+    """
+    CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL);
+    CREATE TABLE users (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        username text NOT NULL,
+        username_key text NOT NULL UNIQUE,
+        password_hash text NOT NULL,
+        is_admin boolean NOT NULL DEFAULT false,
+        created_at timestamptz NOT NULL
+    );
+    CREATE TABLE sessions (
+        token_hash text PRIMARY KEY,
+        user_id bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at timestamptz NOT NULL,
+        last_seen timestamptz NOT NULL
+    );
+    CREATE INDEX sessions_user ON sessions(user_id);
+    CREATE TABLE login_failures (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        key text NOT NULL,
+        at timestamptz NOT NULL
+    );
+    CREATE INDEX login_failures_key ON login_failures(key, at);
+    CREATE TABLE rooms (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        slug text NOT NULL UNIQUE,
+        name text NOT NULL,
+        kind text NOT NULL CHECK (kind IN ('public', 'private')),
+        last_seq bigint NOT NULL DEFAULT 0,
+        created_by bigint REFERENCES users(id) ON DELETE SET NULL,
+        created_at timestamptz NOT NULL
+    );
+    CREATE TABLE memberships (
+        user_id bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        room_id bigint NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+        last_read_seq bigint NOT NULL DEFAULT 0,
+        joined_at timestamptz NOT NULL,
+        PRIMARY KEY (user_id, room_id)
+    );
+    CREATE INDEX memberships_room ON memberships(room_id);
+    CREATE TABLE messages (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        room_id bigint NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+        seq bigint NOT NULL,
+        author_id bigint NOT NULL REFERENCES users(id),
+        body text NOT NULL,
+        nonce text,
+        created_at timestamptz NOT NULL,
+        edited_at timestamptz,
+        UNIQUE (room_id, seq)
+    );
+    CREATE UNIQUE INDEX messages_nonce ON messages(author_id, nonce) WHERE nonce IS NOT NULL;
+    CREATE INDEX messages_room_id ON messages(room_id, id);
+    """,
+]

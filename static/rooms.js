@@ -1,0 +1,85 @@
+// Per-room client state, and the sidebar / online list / title that show it.
+
+import { h, icon, hueClass, initial } from './format.js';
+
+const $ = (id) => document.getElementById(id);
+
+export class Room {
+  constructor({ slug, name, kind, unread = 0, last_seq: lastSeq = 0 }) {
+    this.slug = slug;
+    this.name = name;
+    this.kind = kind;
+    this.unread = unread;
+    this.lastSeq = lastSeq; // last room event applied (or known, for rooms never opened)
+    this.unreadBase = lastSeq; // events up to here are already counted in `unread`
+    this.readSent = 0;
+    this.timeline = null;
+    this.loading = false;
+    this.pending = new Map(); // seq -> event that arrived ahead of a gap
+    this.syncing = false;
+    this.syncTimer = null;
+    this.draft = '';
+  }
+}
+
+const roomItems = new Map(); // slug -> {li, link, name, kindIcon, badge, count}
+
+/** Update the sidebar in place, so keyboard focus on a room link survives. */
+export function renderRooms(rooms, currentSlug) {
+  const list = $('room-list');
+  let otherUnread = false;
+  const wanted = [];
+  for (const room of rooms.values()) {
+    let item = roomItems.get(room.slug);
+    if (!item) {
+      const kindIcon = icon('hash');
+      const name = h('span', { class: 'room-name' });
+      const count = h('span', { class: 'badge-count' });
+      const badge = h('span', { class: 'badge' }, count, h('span', { class: 'sr-only' }, ' unread'));
+      const link = h('a', { class: 'room-link', 'data-slug': room.slug }, kindIcon, name, badge);
+      item = { li: h('li', {}, link), link, name, kindIcon, badge, count };
+      roomItems.set(room.slug, item);
+    }
+    const active = room.slug === currentSlug;
+    const showBadge = room.unread > 0 && !active;
+    otherUnread ||= showBadge;
+    item.link.href = `/rooms/${encodeURIComponent(room.slug)}`;
+    item.link.classList.toggle('has-unread', showBadge);
+    if (active) item.link.setAttribute('aria-current', 'page');
+    else item.link.removeAttribute('aria-current');
+    item.kindIcon.className = `icon icon-${room.kind === 'private' ? 'lock' : 'hash'}`;
+    if (item.name.textContent !== room.name) item.name.textContent = room.name;
+    item.count.textContent = room.unread > 99 ? '99+' : String(room.unread);
+    item.badge.hidden = !showBadge;
+    wanted.push(item.li);
+  }
+  for (const [slug, item] of roomItems) {
+    if (!rooms.has(slug)) {
+      item.li.remove();
+      roomItems.delete(slug);
+    }
+  }
+  const shown = [...list.children];
+  if (shown.length !== wanted.length || shown.some((li, i) => li !== wanted[i])) {
+    list.replaceChildren(...wanted);
+  }
+  $('sidebar-unread-dot').hidden = !otherUnread;
+}
+
+/** "(3) #general · chatapp": the badge counts unread messages in every room. */
+export function renderTitle(rooms, current) {
+  let total = 0;
+  for (const r of rooms.values()) total += r.unread;
+  const base = current ? `#${current.name} · chatapp` : 'chatapp';
+  document.title = total > 0 ? `(${total}) ${base}` : base;
+}
+
+export function renderOnline(online, me) {
+  const names = [...online].sort((a, b) => a.localeCompare(b, undefined, { sensitivity: 'base' }));
+  $('online-list').replaceChildren(...names.map((name) => h('li', { class: 'online-user' },
+    h('span', { class: `avatar avatar-sm ${hueClass(name)}`, 'aria-hidden': 'true' }, initial(name), h('span', { class: 'presence-dot' })),
+    h('span', { class: 'online-name' }, name),
+    name === me ? h('span', { class: 'you-tag' }, 'you') : null)));
+  $('online-count').textContent = String(names.length);
+  $('online-heading-count').textContent = String(names.length);
+}
