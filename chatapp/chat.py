@@ -107,6 +107,7 @@ class Chat:
         self.storage = storage
         self.hub = hub
         self._typing_sent: dict[tuple[int, int], float] = {}
+        self.stored_counter: Any = None  # a metrics counter, when metrics are on
 
     async def room_for(self, user: User, slug: Any, *, to_write: bool = False) -> Room:
         """The room a user may read (public or member) or write (member)."""
@@ -135,6 +136,8 @@ class Chat:
         message, created = await self.storage.add_message(room.id, user.id, text, nonce)
         if stored is not None:
             stored(message)
+        if created and self.stored_counter is not None:
+            self.stored_counter.inc()
         if created:
             try:
                 await self.hub.publish(room_channel(room.slug), message_event(message))

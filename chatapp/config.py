@@ -88,6 +88,9 @@ def load(
     if isinstance(origins, str):
         origins = [o.strip().rstrip("/") for o in origins.split(",") if o.strip()]
     config["CHATAPP_ALLOWED_ORIGINS"] = list(origins)
+    if config["CHATAPP_DATABASE_URL"] == DEFAULTS["CHATAPP_DATABASE_URL"]:
+        # The embedded default lives beside the secret, wherever the server starts.
+        config["CHATAPP_DATABASE_URL"] = f"sqlite:///{instance / 'chatapp.db'}"
     config["CHATAPP_DATABASE_URL"] = _resolve_sqlite_url(str(config["CHATAPP_DATABASE_URL"]))
     return config
 

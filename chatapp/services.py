@@ -14,6 +14,7 @@ from .accounts import Accounts
 from .broker import Transport, open_transport
 from .broker.hub import Hub
 from .chat import Chat
+from .metrics import Metrics, create_metrics
 from .config import ConfigError
 from .passwords import Passwords
 from .presence import Presence
@@ -32,6 +33,7 @@ class Services:
     accounts: Accounts
     chat: Chat
     api_limiter: KeyedLimiter
+    metrics: Metrics
     connections: set[Any] = field(default_factory=set)
     _lock: IO[str] | None = None
 
@@ -50,7 +52,9 @@ def init_app(app: Quart) -> None:
         accounts=Accounts(storage, Passwords()),
         chat=Chat(storage, hub),
         api_limiter=KeyedLimiter(config["CHATAPP_API_RATE"]),
+        metrics=create_metrics(),
     )
+    services.chat.stored_counter = services.metrics.messages_stored
     hub.catch_up = services.chat.catch_up
     app.extensions["chatapp"] = services
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
@@ -28,7 +29,7 @@ class Outbox:
     """
 
     __slots__ = ("_items", "_ready", "limit", "close_code", "close_reason", "channels",
-                 "on_control", "shed", "own_typing_suffix")
+                 "on_control", "shed", "own_typing_suffix", "oldest_at", "frame_events")
 
     def __init__(
         self, limit: int = OUTBOX_LIMIT, on_control: Callable[[str], None] | None = None
@@ -43,6 +44,10 @@ class Outbox:
         self.shed = 0
         # Typing events ending with this (the owner's name) are not echoed back.
         self.own_typing_suffix: str | None = None
+        # When the oldest queued event arrived, and how many events the last frame
+        # carried: the fan-out latency and delivery metrics.
+        self.oldest_at = 0.0
+        self.frame_events = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -62,6 +67,8 @@ class Outbox:
             return
         if len(self._items) >= self.limit and not self._make_room(payload):
             return
+        if not self._items:
+            self.oldest_at = time.monotonic()
         self._items.append(payload)
         self._ready.set()
 
@@ -103,9 +110,12 @@ class Outbox:
             return None
         items = self._items
         if len(items) == 1:
+            self.frame_events = 1
             return items.popleft()
-        count = min(len(items), FRAME_LIMIT)
+        count = self.frame_events = min(len(items), FRAME_LIMIT)
         batch = [items.popleft() for _ in range(count)]
+        if items:
+            self.oldest_at = time.monotonic()
         return "[" + ",".join(batch) + "]"
 
 

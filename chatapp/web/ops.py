@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-from quart import Blueprint
+from quart import Blueprint, Response
 
 from ..services import services
 
@@ -29,3 +29,12 @@ async def healthz() -> Any:
     if failed:
         return {"status": "unavailable", "failed": failed}, 503
     return {"status": "ok"}
+
+
+@bp.get("/metrics")
+async def metrics() -> Any:
+    """Prometheus text: connections, messages, deliveries, fan-out latency."""
+    svc = services()
+    svc.metrics.queued_events.set(sum(len(conn.outbox) for conn in svc.connections))
+    body, content_type = svc.metrics.exposition()
+    return Response(body, content_type=content_type)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from quart import Blueprint, Response, current_app, g, websocket
 
 from ..accounts import token_hash
+from ..broker.hub import CLOSE_SLOW_CONSUMER
 from ..connection import Connection
 from ..events import PRESENCE_CHANNEL, encode, room_channel, session_channel, user_channel
 from ..security import current_user, origin_allowed
@@ -39,6 +41,7 @@ async def ws() -> Any:
     await websocket.accept()
     log.info("websocket open user=%s conn=%s", user.username, conn.id)
     svc.connections.add(conn)
+    svc.metrics.connections.inc()
     try:
         async with svc.hub.subscription(conn.outbox, channels):
             await svc.presence.connected(user.username)
@@ -61,6 +64,9 @@ async def ws() -> Any:
                 await asyncio.shield(svc.presence.disconnected(user.username))
     finally:
         svc.connections.discard(conn)
+        svc.metrics.connections.dec()
+        if conn.outbox.close_code == CLOSE_SLOW_CONSUMER:
+            svc.metrics.slow_consumer_closes.inc()
         log.info(
             "websocket closed user=%s conn=%s code=%s",
             user.username, conn.id, conn.outbox.close_code or "client",
@@ -100,5 +106,10 @@ async def _read(conn: Connection, idle_timeout: float) -> None:
 
 
 async def _write(conn: Connection) -> None:
-    while (frame := await conn.outbox.next_frame()) is not None:
+    outbox, metrics = conn.outbox, conn.services.metrics
+    while (frame := await outbox.next_frame()) is not None:
+        queued_at = outbox.oldest_at
         await websocket.send(frame)
+        metrics.frames_sent.inc()
+        metrics.events_delivered.inc(outbox.frame_events)
+        metrics.fanout_latency.observe(time.monotonic() - queued_at)
