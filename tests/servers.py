@@ -39,6 +39,7 @@ class Server:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    config_file: Path = ROOT / "hypercorn.toml"
 
     @property
     def base(self) -> str:
@@ -62,13 +63,21 @@ class Server:
         env.update(self.env_overrides)
         return env
 
+    def with_workers(self, workers: int) -> Server:
+        """Use hypercorn.toml with another ``workers`` setting."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        text = (ROOT / "hypercorn.toml").read_text()
+        self.config_file = self.data_dir / f"hypercorn-{workers}.toml"
+        self.config_file.write_text(re.sub(r"(?m)^workers = \d+", f"workers = {workers}", text))
+        return self
+
     def start(self, timeout: float = 20.0) -> Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / f"server-{self.port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(
-            [*HYPERCORN, "--config", "hypercorn.toml", "--bind", f"127.0.0.1:{self.port}",
-             "chatapp.asgi:app"],
+            [*HYPERCORN, "--config", str(self.config_file), "--bind",
+             f"127.0.0.1:{self.port}", "chatapp.asgi:app"],
             cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import socket
@@ -246,3 +247,16 @@ def _rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
+
+
+def test_memory_broker_refuses_several_workers(tmp_path: Path) -> None:
+    server = Server(tmp_path).with_workers(2)
+    try:
+        # One worker may answer for a moment before the refused one stops them all.
+        with contextlib.suppress(RuntimeError):
+            server.start(timeout=30)
+        assert server.process is not None
+        server.process.wait(30)
+    finally:
+        server.kill()
+    assert "CHATAPP_BROKER_URL=redis://" in server.output()
