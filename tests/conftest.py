@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from quart import Quart
 from quart.testing import QuartClient
 
 from chatapp import create_app
+
+from . import pg
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 CSRF_META = re.compile(r'name="csrf-token" content="([^"]+)"')
@@ -39,12 +42,50 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+# The app-level suites run twice: on the embedded defaults (SQLite, memory broker) and
+# on the scale-out backends (PostgreSQL, Redis), so both keep every promise.
+BACKEND_SUITES = {"test_smoke", "test_accounts", "test_api", "test_pages", "test_ws_protocol"}
+_current_backend = {"name": "embedded"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.module.__name__.rsplit(".", 1)[-1] in BACKEND_SUITES:
+        metafunc.parametrize("backend", ["embedded", "scaled"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Which storage and broker ``test_config`` builds apps on for this test."""
+    name = getattr(request, "param", "embedded")
+    _current_backend["name"] = name
+    try:
+        yield name
+    finally:
+        _current_backend["name"] = "embedded"
+        if name == "scaled":
+            pg.drop_claimed()
+
+
+def backend_urls(tmp_path: Path) -> tuple[str, str]:
+    """(database URL, broker URL) for the current backend."""
+    if _current_backend["name"] != "scaled":
+        return f"sqlite:///{tmp_path / 'chatapp.db'}", "memory://"
+    reason = pg.unavailable_reason()
+    if reason is not None:
+        need_service("PostgreSQL", reason)
+    if not port_open("127.0.0.1", 6379):
+        need_service("Redis", "nothing listens on 127.0.0.1:6379")
+    broker = f"redis://127.0.0.1:6379/0?prefix=test-{secrets.token_hex(6)}"
+    return pg.claim_schema_url(), broker
+
+
 def test_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    database, broker = backend_urls(tmp_path)
     config: dict[str, Any] = {
         "CHATAPP_ENV": "testing",
         "CHATAPP_SECRET_KEY": "test-secret-" + "x" * 40,
-        "CHATAPP_DATABASE_URL": f"sqlite:///{tmp_path / 'chatapp.db'}",
-        "CHATAPP_BROKER_URL": "memory://",
+        "CHATAPP_DATABASE_URL": database,
+        "CHATAPP_BROKER_URL": broker,
         "CHATAPP_INSTANCE_PATH": str(tmp_path / "instance"),
         "CHATAPP_PRESENCE_GRACE_SECONDS": "0",
         "CHATAPP_API_RATE": "100000/1",

@@ -77,6 +77,17 @@ def split_url(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(query=urlencode(rest))), schema
 
 
+def _has_nul(text: str) -> bool:
+    # PostgreSQL text cannot hold NUL, so no stored name contains one: a lookup by such
+    # a name (a crafted login or frame) finds nothing rather than failing.
+    return "\x00" in text
+
+
+def _failure_key(key: str) -> str:
+    """Keys embed what a stranger typed as a username; keep them storable."""
+    return key.replace("\x00", "\\x00")
+
+
 class _DuplicateNonceError(Exception):
     """The nonce is taken: roll the seq back and return the stored message."""
 
@@ -190,6 +201,8 @@ class PostgresStorage(Storage):
         return user
 
     async def user_by_name(self, username: str) -> User | None:
+        if _has_nul(username):
+            return None
         row = await self._one(
             f"SELECT {USER_COLUMNS} FROM users WHERE username_key = $1", username.casefold()
         )
@@ -239,13 +252,13 @@ class PostgresStorage(Storage):
             return
         await self._run(
             "INSERT INTO login_failures (key, at) SELECT unnest($1::text[]), $2",
-            keys, utcnow(),
+            [_failure_key(key) for key in keys], utcnow(),
         )
 
     async def login_failures(self, key: str, since: datetime) -> tuple[int, datetime | None]:
         row = await self._one(
             "SELECT count(*), min(at) FROM login_failures WHERE key = $1 AND at >= $2",
-            key, since,
+            _failure_key(key), since,
         )
         return int(row[0]), row[1]
 
@@ -270,6 +283,8 @@ class PostgresStorage(Storage):
         return Room(room_id, slug, name, kind, 0)
 
     async def room(self, slug: str) -> Room | None:
+        if _has_nul(slug):
+            return None
         row = await self._one(
             "SELECT id, slug, name, kind, last_seq FROM rooms WHERE slug = $1", slug
         )
