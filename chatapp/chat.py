@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from .broker import BrokerError
 from .broker.hub import Hub
@@ -47,9 +47,12 @@ class ChatError(Exception):
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # The largest seq or id storage can hold (a signed 64-bit integer).
 MAX_INT = 2**63 - 1
+# C0 controls but tab, newline and carriage return: never chat text, and PostgreSQL
+# cannot store NUL.
+CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def is_text(value: Any) -> bool:
+def is_text(value: Any) -> TypeGuard[str]:
     """A str that encodes as UTF-8 (no lone surrogates)."""
     return isinstance(value, str) and (value.isascii() or not _SURROGATE.search(value))
 
@@ -65,6 +68,8 @@ def clean_body(body: Any) -> str:
     body = body.strip()
     if not 1 <= len(body) <= MAX_BODY:
         raise ChatError("invalid", f"body must be 1–{MAX_BODY} characters", "body")
+    if CONTROL_CHARS.search(body):
+        raise ChatError("invalid", "body must not contain control characters", "body")
     return body
 
 
@@ -73,6 +78,8 @@ def clean_nonce(nonce: Any) -> str | None:
         return None
     if not is_text(nonce) or not 1 <= len(nonce) <= MAX_NONCE:
         raise ChatError("invalid", f"nonce must be a string of 1–{MAX_NONCE} characters", "nonce")
+    if CONTROL_CHARS.search(nonce):
+        raise ChatError("invalid", "nonce must not contain control characters", "nonce")
     return nonce
 
 
@@ -201,6 +208,8 @@ class Chat:
     async def create_room(self, user: User, name: Any, kind: Any) -> RoomSummary:
         if not is_text(name) or not 1 <= len(name.strip()) <= MAX_ROOM_NAME:
             raise ChatError("invalid", f"name must be 1–{MAX_ROOM_NAME} characters", "name")
+        if CONTROL_CHARS.search(name):
+            raise ChatError("invalid", "name must not contain control characters", "name")
         if kind not in ROOM_KINDS:
             raise ChatError("invalid", "kind must be public or private", "kind")
         name = name.strip()

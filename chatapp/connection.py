@@ -12,7 +12,7 @@ from .broker.hub import Outbox
 from .chat import ChatError, is_text
 from .config import Rate
 from .events import encode, room_channel
-from .ratelimit import TokenBucket
+from .ratelimit import SlidingWindow
 from .services import Services
 from .storage import User
 
@@ -40,7 +40,7 @@ class Connection:
         self.id = secrets.token_hex(6)
         self.services = services
         self.user = user
-        self.sends = TokenBucket(send_rate)
+        self.sends = SlidingWindow(send_rate)
         self.outbox = Outbox(on_control=self.on_control)
         self.outbox.own_typing_suffix = f',"user":{json.dumps(user.username)}}}'
 

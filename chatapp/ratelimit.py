@@ -1,9 +1,9 @@
-"""Token buckets for send and post limits."""
+"""Rate limits: a sliding window for websocket sends, token buckets for posts."""
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 from .config import Rate
 
@@ -28,6 +28,31 @@ class TokenBucket:
             self._tokens -= 1
             return None
         return (1 - self._tokens) / self._per_second
+
+
+class SlidingWindow:
+    """At most ``rate.count`` events in any ``rate.seconds`` (SPEC §6 sends).
+
+    Unlike a token bucket, which refills continuously and so lets a burst be followed
+    by more events inside the same period, this remembers the last ``count`` times.
+    """
+
+    __slots__ = ("_count", "_seconds", "_times")
+
+    def __init__(self, rate: Rate) -> None:
+        self._count = rate.count
+        self._seconds = rate.seconds
+        self._times: deque[float] = deque(maxlen=rate.count)
+
+    def take(self) -> float | None:
+        """Record one event; return None, or the seconds to wait when the window is full."""
+        now = time.monotonic()
+        if len(self._times) == self._count:
+            wait = self._times[0] + self._seconds - now
+            if wait > 0:
+                return wait
+        self._times.append(now)  # maxlen drops the oldest
+        return None
 
 
 class KeyedLimiter:

@@ -81,9 +81,9 @@ class GroupCommitWriter:
 
     async def stop(self) -> None:
         if self._task is not None:
-            # Let queued writes land before the connection closes.
-            while not self._queue.empty():
-                await asyncio.sleep(0.01)
+            # Let queued and in-flight writes commit before the connection closes.
+            if not self._task.done():
+                await self._queue.join()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -103,7 +103,11 @@ class GroupCommitWriter:
             batch = [await self._queue.get()]
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            await self._commit(batch)
+            try:
+                await self._commit(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
 
     async def _commit(self, batch: list[tuple[WriteOp, asyncio.Future[Any]]]) -> None:
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []

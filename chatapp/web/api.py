@@ -13,6 +13,7 @@ from ..services import services
 from ..storage import User
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+MAX_ID = 2**63 - 1  # ids are 64-bit in both engines
 
 
 @bp.before_request
@@ -126,7 +127,8 @@ async def messages(slug: str) -> Any:
     svc = services()
     room = await svc.chat.room_for(_user(), slug)
     limit = _int_arg("limit", PAGE_DEFAULT, 1, PAGE_MAX)
-    before, after = _int_arg("before", low=0), _int_arg("after", low=0)
+    before = _int_arg("before", low=0, high=MAX_ID)
+    after = _int_arg("after", low=0, high=MAX_ID)
     page = await svc.chat.history(room, before, after, limit)
     return {"messages": [m.to_json() for m in page.messages], "has_more": page.has_more}
 

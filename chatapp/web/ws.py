@@ -21,6 +21,7 @@ bp = Blueprint("ws", __name__)
 log = logging.getLogger(__name__)
 
 CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TIMEOUT = 5.0
 
 
@@ -81,9 +82,13 @@ async def _pump(conn: Connection, idle_timeout: float) -> None:
     finally:
         for task in (reader, writer):
             task.cancel()
-        for task in (reader, writer):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        outcomes = await asyncio.gather(reader, writer, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            # A bug, not a bad frame: log it and close this socket alone, with a code
+            # the client can act on (reconnect and sync) instead of leaving it hanging.
+            log.error("websocket conn=%s crashed", conn.id, exc_info=outcome)
+            conn.outbox.close(CLOSE_INTERNAL_ERROR, "internal error")
     if conn.outbox.close_code is not None:
         # The writer may be stuck behind a reader that stopped reading; do not wait
         # forever for the close frame to drain.
