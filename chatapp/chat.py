@@ -146,11 +146,7 @@ class Chat:
         if created and self.stored_counter is not None:
             self.stored_counter.inc()
         if created:
-            try:
-                await self.hub.publish(room_channel(room.slug), message_event(message))
-            except BrokerError:
-                # Stored is what counts: clients catch up by seq once the broker is back.
-                log.warning("could not publish message %d; clients will sync", message.id)
+            await self._publish(room_channel(room.slug), message_event(message))
         return message
 
     async def history(
@@ -169,6 +165,18 @@ class Chat:
             return SyncResult(room.slug, events, events[-1].seq, True)
         current = await self.storage.room(room.slug)
         return SyncResult(room.slug, [], current.last_seq if current else 0, True)
+
+    async def _publish(self, channel: str, payload: str) -> None:
+        """Publish after the commit; a broker outage must not undo what was stored.
+
+        Room events are replayed from storage when the broker is back (``catch_up``);
+        typing, read and membership notices of the outage are lost, which costs a
+        stale indicator at worst.
+        """
+        try:
+            await self.hub.publish(channel, payload)
+        except BrokerError as error:
+            log.warning("could not publish on %s: %s", channel, error)
 
     async def catch_up(self, rooms: dict[str, int]) -> None:
         """Replay from storage, to this process's subscribers, room events after a seq.
@@ -192,7 +200,7 @@ class Chat:
         if len(self._typing_sent) > 10_000:
             self._typing_sent.clear()
         self._typing_sent[key] = now
-        await self.hub.publish(room_channel(room.slug), encode("typing", room=room.slug,
+        await self._publish(room_channel(room.slug), encode("typing", room=room.slug,
                                                                user=user.username))
 
     async def mark_read(self, user: User, room: Room, seq: Any, origin: str) -> int:
@@ -200,7 +208,7 @@ class Chat:
             raise ChatError("invalid", "seq must be a non-negative integer", "seq")
         marker = await self.storage.mark_read(user.id, room.id, seq)
         # A control event: each of the user's connections but the origin forwards it.
-        await self.hub.publish(
+        await self._publish(
             user_channel(user.id), encode("_read", room=room.slug, seq=marker, origin=origin)
         )
         return marker
@@ -249,11 +257,14 @@ class Chat:
         room = await self.room_for(user, slug, to_write=True)
         await self.storage.leave(user.id, room.id)
         channel = user_channel(user.id)
-        await self.hub.publish(channel, encode("_leave", room=room.slug))
-        await self.hub.publish(channel, encode("room_left", room=room.slug))
+        await self._publish(channel, encode("_leave", room=room.slug))
+        await self._publish(channel, encode("room_left", room=room.slug))
 
     async def _announce_joined(self, user_id: int, summary: RoomSummary) -> None:
         # Connections subscribe to the room first (control), then tell the client.
         channel = user_channel(user_id)
-        await self.hub.publish(channel, encode("_join", room=summary.slug))
-        await self.hub.publish(channel, encode("room_joined", room=summary.to_json()))
+        await self._publish(
+            channel,
+            encode("_join", room=summary.slug, id=summary.id, name=summary.name, kind=summary.kind),
+        )
+        await self._publish(channel, encode("room_joined", room=summary.to_json()))

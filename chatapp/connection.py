@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from .broker.hub import Outbox
@@ -14,7 +14,7 @@ from .config import Rate
 from .events import encode, room_channel
 from .ratelimit import SlidingWindow
 from .services import Services
-from .storage import User
+from .storage import Room, RoomSummary, User
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,20 @@ class Connection:
         self.sends = SlidingWindow(send_rate)
         self.outbox = Outbox(on_control=self.on_control)
         self.outbox.own_typing_suffix = f',"user":{json.dumps(user.username)}}}'
+        # The rooms this user belongs to, kept current by _join/_leave control events,
+        # so the hot path (send, typing, read) needs no database read to authorize.
+        self.rooms: dict[str, Room] = {}
+
+    def remember_rooms(self, summaries: Iterable[RoomSummary]) -> None:
+        for s in summaries:
+            self.rooms[s.slug] = Room(s.id, s.slug, s.name, s.kind, s.last_seq)
+
+    async def member_room(self, slug: Any) -> Room:
+        """A room the user may write to: from memory, else the domain's full check."""
+        room = self.rooms.get(slug) if isinstance(slug, str) else None
+        if room is None:
+            room = await self.services.chat.room_for(self.user, slug, to_write=True)
+        return room
 
     # frames from the client
     async def receive(self, data: str | bytes) -> None:
@@ -101,8 +115,11 @@ class Connection:
         if kind == "_close":
             self.outbox.close(int(event["code"]), str(event.get("reason", "")))
         elif kind == "_join":
-            hub.spawn(hub.add(self.outbox, room_channel(event["room"])), name="ws-join")
+            slug = event["room"]
+            self.rooms[slug] = Room(event["id"], slug, event["name"], event["kind"], 0)
+            hub.spawn(hub.add(self.outbox, room_channel(slug)), name="ws-join")
         elif kind == "_leave":
+            self.rooms.pop(event["room"], None)
             hub.spawn(hub.remove(self.outbox, room_channel(event["room"])), name="ws-leave")
         elif kind == "_read" and event.get("origin") != self.id:
             self.outbox.push(encode("read", room=event["room"], seq=event["seq"]))
@@ -117,7 +134,7 @@ async def _send(conn: Connection, frame: dict[str, Any], ref: str | None) -> Non
         return
     if not isinstance(frame.get("nonce"), str):
         raise FrameError("invalid", "send needs a nonce (a string of at most 64 chars)")
-    room = await chat.room_for(conn.user, frame.get("room"), to_write=True)
+    room = await conn.member_room(frame.get("room"))
 
     def acknowledge(message: Any) -> None:
         conn.reply("ack", ref, nonce=message.nonce, message=message.to_json())
@@ -134,13 +151,13 @@ async def _sync(conn: Connection, frame: dict[str, Any], ref: str | None) -> Non
 
 async def _typing(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:
     chat = conn.services.chat
-    room = await chat.room_for(conn.user, frame.get("room"), to_write=True)
+    room = await conn.member_room(frame.get("room"))
     await chat.typing(conn.user, room)
 
 
 async def _read(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:
     chat = conn.services.chat
-    room = await chat.room_for(conn.user, frame.get("room"), to_write=True)
+    room = await conn.member_room(frame.get("room"))
     await chat.mark_read(conn.user, room, frame.get("seq"), origin=conn.id)
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 
+from .broker import BrokerError
 from .broker.hub import Hub
 from .events import PRESENCE_CHANNEL, presence_event
+
+log = logging.getLogger(__name__)
 
 
 class Presence:
@@ -34,8 +38,11 @@ class Presence:
         if pending is not None:  # back within the grace period: never went offline
             pending.cancel()
             return
-        if await self._hub.transport.presence_add(username):
-            await self._hub.publish(PRESENCE_CHANNEL, presence_event(username, True))
+        try:
+            if await self._hub.transport.presence_add(username):
+                await self._hub.publish(PRESENCE_CHANNEL, presence_event(username, True))
+        except BrokerError as error:  # the transport re-announces once it is back
+            log.warning("presence of %s not shared: %s", username, error)
 
     async def disconnected(self, username: str) -> None:
         self._local[username] -= 1
@@ -53,11 +60,18 @@ class Presence:
             self._hub.spawn(self._leave(username), name=f"presence-leave-{username}")
 
     async def _leave(self, username: str) -> None:
-        if await self._hub.transport.presence_remove(username):
-            await self._hub.publish(PRESENCE_CHANNEL, presence_event(username, False))
+        try:
+            if await self._hub.transport.presence_remove(username):
+                await self._hub.publish(PRESENCE_CHANNEL, presence_event(username, False))
+        except BrokerError as error:  # the transport's sweep announces it later
+            log.warning("absence of %s not shared: %s", username, error)
 
     async def online(self) -> list[str]:
-        return await self._hub.transport.presence_online()
+        try:
+            return await self._hub.transport.presence_online()
+        except BrokerError as error:  # serve the connection without the list
+            log.warning("online users unknown: %s", error)
+            return []
 
     async def stop(self) -> None:
         """Release this process's users at shutdown, without waiting out the grace."""

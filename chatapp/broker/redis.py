@@ -9,6 +9,8 @@ Presence keys (``P`` is the prefix, ``chatapp:<db>`` unless ``?prefix=`` is give
 - ``P:presence:worker:<id>``: set of usernames that worker holds, expiring with it.
 - ``P:presence:online``: users announced online and not yet announced offline.
 
+The two shared keys expire ``3 * ttl`` after the last heartbeat of any worker.
+
 A worker refreshes its deadline and its set every ``heartbeat`` seconds (TTL
 ``ttl``). Each change runs as one Lua script, so it is atomic across workers: the
 worker whose script removes a user from ``online`` is the one that announces it
@@ -50,7 +52,10 @@ _ADD = _NOW + """
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return redis.call('SADD', KEYS[3], ARGV[3])
+local added = redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], 3 * tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[3], 3 * tonumber(ARGV[2]))
+return added
 """
 
 # KEYS: workers, own set, online. ARGV: worker key prefix, user.
@@ -76,6 +81,9 @@ for i = 3, #ARGV do
   if redis.call('SADD', KEYS[3], ARGV[i]) == 1 then fresh[#fresh + 1] = ARGV[i] end
 end
 if #ARGV >= 3 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+-- Shared keys outlive any live worker, and vanish once every worker is gone.
+redis.call('PEXPIRE', KEYS[1], 3 * tonumber(ARGV[2]))
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], 3 * tonumber(ARGV[2])) end
 return fresh
 """
 
@@ -119,6 +127,17 @@ _RELEASE = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 return redis.call('DEL', KEYS[2])
 """
+
+
+def raise_if_cancelled(error: BaseException) -> None:
+    """Re-raise a cancellation redis-py turned into a connection error.
+
+    redis-py (8.1) can report a task cancelled mid-command as ``ConnectionError``;
+    treating that as an outage would keep a cancelled task running.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError() from error
 
 
 def split_url(url: str) -> tuple[str, str | None]:
@@ -204,22 +223,26 @@ class RedisTransport(Transport):
         self._spawn(self._maintain_presence(), "redis-presence")
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._stop_tasks()
         if self._redis is not None:
             try:
                 await self._scripts["release"](
                     keys=[self._workers_key, self._own_key], args=[self.worker_id]
                 )
                 await self._sweep()  # announce this worker's users offline now
-            except REDIS_ERRORS as error:
+            except (*REDIS_ERRORS, BrokerError) as error:
                 log.warning("could not release presence in Redis: %s", error)
         self._held.clear()
         self._channels.clear()
         await self._close_clients()
+
+    async def _stop_tasks(self) -> None:
+        tasks = set(self._tasks)
+        while tasks:
+            for task in tasks:
+                task.cancel()
+            # Cancel again if a task did not stop (see ``raise_if_cancelled``).
+            _, tasks = await asyncio.wait(tasks, timeout=1.0)
 
     async def _close_clients(self) -> None:
         await self._drop_pubsub()
@@ -277,8 +300,10 @@ class RedisTransport(Transport):
             try:
                 await self._read(self._pubsub)
             except REDIS_ERRORS as error:
+                raise_if_cancelled(error)
                 log.warning("Redis pub/sub connection lost (%s); reconnecting", error)
-            except Exception:
+            except Exception as error:
+                raise_if_cancelled(error)
                 log.exception("Redis pub/sub listener failed; reconnecting")
             await self._drop_pubsub()
             await self._reopen_with_backoff()
@@ -286,11 +311,13 @@ class RedisTransport(Transport):
             try:
                 await self._beat()  # a restarted Redis has forgotten our presence
             except (*REDIS_ERRORS, BrokerError) as error:
+                raise_if_cancelled(error)
                 log.warning("presence heartbeat after reconnect failed: %s", error)
             if self._reconnected is not None:
                 try:
                     await self._reconnected()
-                except Exception:
+                except Exception as error:
+                    raise_if_cancelled(error)
                     log.exception("catching up after a broker reconnect failed")
 
     async def _reopen_with_backoff(self) -> None:
@@ -301,6 +328,7 @@ class RedisTransport(Transport):
                 log.warning("Redis pub/sub reconnected: %d channels", len(self._channels))
                 return
             except REDIS_ERRORS as error:
+                raise_if_cancelled(error)
                 log.warning("Redis unreachable (%s); retrying in up to %.1fs", error, delay)
             await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, self._backoff_max)
@@ -347,6 +375,7 @@ class RedisTransport(Transport):
             try:
                 await getattr(self._pubsub, command)(self.prefix + channel)
             except REDIS_ERRORS as error:
+                raise_if_cancelled(error)
                 # The listener sees the same failure and resubscribes everything.
                 log.warning("Redis %s %s failed: %s", command, channel, error)
 
@@ -356,6 +385,7 @@ class RedisTransport(Transport):
         try:
             await self._redis.publish(self.prefix + channel, payload)
         except REDIS_ERRORS as error:
+            raise_if_cancelled(error)
             raise BrokerError(f"publish to Redis failed: {error}") from error
 
     async def ping(self) -> None:
@@ -364,6 +394,7 @@ class RedisTransport(Transport):
         try:
             await asyncio.wait_for(self._redis.ping(), self._ping_timeout)
         except (*REDIS_ERRORS, TimeoutError) as error:
+            raise_if_cancelled(error)
             raise BrokerError(f"Redis does not answer: {error!r}") from error
         if self._pubsub is None:
             raise BrokerError("Redis pub/sub is reconnecting")
@@ -380,6 +411,7 @@ class RedisTransport(Transport):
         try:
             return await self._scripts[name](keys=keys, args=args)
         except REDIS_ERRORS as error:
+            raise_if_cancelled(error)
             raise BrokerError(f"Redis presence {name} failed: {error}") from error
 
     async def presence_add(self, username: str) -> bool:
@@ -433,6 +465,8 @@ class RedisTransport(Transport):
                 await self._beat()
                 await self._sweep()
             except (*REDIS_ERRORS, BrokerError) as error:
+                raise_if_cancelled(error)
                 log.warning("presence heartbeat failed: %s", error)
-            except Exception:  # keep heartbeating: a dead loop would take users offline
+            except Exception as error:  # keep beating: a dead loop takes users offline
+                raise_if_cancelled(error)
                 log.exception("presence heartbeat crashed")

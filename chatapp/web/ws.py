@@ -50,6 +50,7 @@ async def ws() -> Any:
                 # Subscribed before the snapshot: nothing published after it is missed,
                 # and events already queued carry seqs the client de-duplicates.
                 snapshot = await svc.storage.rooms_of(user.id)
+                conn.remember_rooms(snapshot)
                 for summary in snapshot:
                     svc.hub.note_seq(room_channel(summary.slug), summary.last_seq)
                 hello = encode(
