@@ -70,6 +70,7 @@ def init_app(app: Quart) -> None:
         await presence_shutdown(services)
         await hub.stop()
         await storage.close()
+        services.accounts.passwords.close()
         if services._lock is not None:
             services._lock.close()
 

@@ -50,8 +50,12 @@ export async function api(path, { method = 'GET', body } = {}) {
 /** true: signed in; false: session gone; null: could not tell (server down). */
 export async function sessionAlive() {
   try {
-    const res = await fetch('/api/v1/me', { credentials: 'same-origin', headers: { Accept: 'application/json' } });
-    if (res.status === 401) return false;
+    // The chat page answers 200 when signed in and 303 to /login when not (SPEC §4).
+    // Unlike a 401 from the API, a redirect is not logged as an error by the browser.
+    const res = await fetch('/', {
+      method: 'HEAD', credentials: 'same-origin', redirect: 'manual', cache: 'no-store',
+    });
+    if (res.type === 'opaqueredirect') return false;
     return res.ok ? true : null;
   } catch {
     return null;

@@ -359,6 +359,7 @@ let bannerTimer = null;
 function connectionStatus(status) {
   if (status === 'open') return; // wait for hello
   state.ready = false;
+  body.dataset.connection = status; // 'connecting' | 'closed'; 'ready' after hello
   for (const room of state.rooms.values()) room.syncing = false;
   state.typers.clear();
   renderTyping();
@@ -379,6 +380,7 @@ function connectionStatus(status) {
 }
 
 function connectionReady() {
+  body.dataset.connection = 'ready';
   clearTimeout(bannerTimer);
   bannerTimer = null;
   els.banner.hidden = true;
@@ -741,6 +743,8 @@ function init() {
     scheduleRead();
   });
   els.leaveBtn.addEventListener('click', leaveCurrentRoom);
+  // Signing out closes this tab's socket server-side: do not try to reconnect.
+  document.querySelector('.logout-form')?.addEventListener('submit', () => socket.stop());
   $('conn-retry').addEventListener('click', () => socket.reconnectNow());
 
   document.addEventListener('visibilitychange', () => {

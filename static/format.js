@@ -30,8 +30,9 @@ export function codePoints(text) {
 
 /** A stable colour bucket for a username (12 hues defined in app.css). */
 export function hueClass(name) {
-  let hash = 0;
-  for (const ch of String(name)) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  // FNV-1a: short, similar names ("bob", "carol") land on different hues.
+  let hash = 0x811c9dc5;
+  for (const ch of String(name)) hash = Math.imul(hash ^ ch.codePointAt(0), 0x01000193) >>> 0;
   return `hue-${hash % 12}`;
 }
 
@@ -111,9 +112,14 @@ export function renderBody(text, me) {
     for (let i = 0; i < parts.length; i += 1) {
       if (!parts[i]) continue;
       if (i % 2 === 1) {
-        const isMe = parts[i].slice(1).toLowerCase() === me.toLowerCase();
+        // "Thanks @alice." — a sentence's full stop is not part of the name.
+        let name = parts[i];
+        const stop = name.match(/[.-]+$/);
+        if (stop && name.length - stop[0].length > 3) name = name.slice(0, -stop[0].length);
+        const isMe = name.slice(1).toLowerCase() === me.toLowerCase();
         mentioned ||= isMe;
-        frag.append(h('span', { class: isMe ? 'mention mention-me' : 'mention' }, parts[i]));
+        frag.append(h('span', { class: isMe ? 'mention mention-me' : 'mention' }, name));
+        if (name !== parts[i]) frag.append(document.createTextNode(parts[i].slice(name.length)));
       } else {
         frag.append(document.createTextNode(parts[i]));
       }

@@ -106,6 +106,19 @@ export class Socket {
   }
 
   async scheduleReconnect({ opened, code }) {
+    if (code === 1008 || code === 4401) {
+      // A policy close usually means "logged out" (here or in another tab). Ask
+      // before knocking again: the browser logs a refused handshake as an error.
+      this.handlers.onStatus('closed', { retryIn: 0, code });
+      const alive = await sessionAlive();
+      if (this.stopped || this.ws || this.retryTimer) return; // stopped or reconnected meanwhile
+      if (alive === false) {
+        this.stop();
+        this.handlers.onAuthLost();
+        return;
+      }
+      opened = true; // signed in after all: no second check below
+    }
     const delay = Math.max(
       BACKOFF_BASE_MS,
       Math.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** this.attempt),
@@ -117,8 +130,8 @@ export class Socket {
       this.retryTimer = null;
       this.connect();
     }, delay);
-    // A policy close or a refused handshake may mean we were logged out.
-    if (code === 1008 || code === 4401 || !opened) {
+    // A refused handshake may mean we were logged out.
+    if (!opened) {
       if ((await sessionAlive()) === false) {
         this.stop();
         this.handlers.onAuthLost();
