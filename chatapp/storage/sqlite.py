@@ -213,12 +213,12 @@ class SQLiteStorage(Storage):
         return await self._writer.write(op)
 
     async def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        async with self._read.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
 
     async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        async with self._read.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        # One trip to the database thread (execute + fetch + close would be three).
+        return list(await self._read.execute_fetchall(sql, params))
 
     async def ping(self) -> None:
         await self._one("SELECT 1")
@@ -424,35 +424,26 @@ class SQLiteStorage(Storage):
         now = isoformat(utcnow())
 
         async def op(conn: aiosqlite.Connection) -> tuple[Message, bool]:
-            # One statement: the seq comes from the room counter, the trigger advances
-            # it, and a repeated nonce inserts nothing (the stored message is returned).
-            cursor = await conn.execute(
+            # One statement, one trip to the database thread: the seq comes from the
+            # room counter, the trigger advances it, a repeated nonce inserts nothing.
+            rows = await conn.execute_fetchall(
                 "INSERT INTO messages (room_id, seq, author_id, body, nonce, created_at)"
                 " SELECT id, last_seq + 1, ?, ?, ?, ? FROM rooms WHERE id = ?"
                 " ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING"
-                " RETURNING id, seq",
+                " RETURNING id, seq, (SELECT slug FROM rooms WHERE id = room_id),"
+                " (SELECT username FROM users WHERE id = author_id)",
                 (author_id, body, nonce, now, room_id),
             )
-            row = await cursor.fetchone()
-            await cursor.close()
-            if row is not None:
-                names = await conn.execute(
-                    "SELECT r.slug, u.username FROM rooms r, users u WHERE r.id = ? AND u.id = ?",
-                    (room_id, author_id),
-                )
-                slug, author = await names.fetchone()  # type: ignore[misc]
-                await names.close()
-                return Message(row[0], slug, row[1], author, body, now, nonce), True
-            cursor = await conn.execute(
+            for row in rows:
+                return Message(row[0], row[2], row[1], row[3], body, now, nonce), True
+            existing = await conn.execute_fetchall(
                 f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM}"
                 " WHERE m.author_id = ? AND m.nonce = ?",
                 (author_id, nonce),
             )
-            existing = await cursor.fetchone()
-            await cursor.close()
-            if existing is None:
+            if not existing:
                 raise StorageError(f"room {room_id} does not exist")
-            return _message(existing), False
+            return _message(list(existing)[0]), False
 
         return await self._write(op)
 
