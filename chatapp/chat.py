@@ -21,6 +21,9 @@ MAX_NONCE = 64
 MAX_ROOM_NAME = 64
 PAGE_DEFAULT, PAGE_MAX = 50, 200
 TYPING_EVERY = 2.0
+VIEWING_EVERY = 5.0
+# Throttle entries kept before stale ones are pruned (one per user and room).
+THROTTLE_KEYS = 10_000
 ROOM_KINDS = ("public", "private")
 # Past this many missed events a client's next gap leads it to reload the room.
 CATCH_UP_LIMIT = 2000
@@ -114,6 +117,7 @@ class Chat:
         self.storage = storage
         self.hub = hub
         self._typing_sent: dict[tuple[int, int], float] = {}
+        self._viewing_sent: dict[tuple[int, int], float] = {}
         self.stored_counter: Any = None  # a metrics counter, when metrics are on
 
     async def room_for(self, user: User, slug: Any, *, to_write: bool = False) -> Room:
@@ -201,6 +205,25 @@ class Chat:
             self._typing_sent.clear()
         self._typing_sent[key] = now
         await self._publish(room_channel(room.slug), encode("typing", room=room.slug,
+                                                               user=user.username))
+
+    async def viewing(self, user: User, room: Room) -> None:
+        """Tell the room who is looking at it, at most once per 5 s per user and room.
+
+        Nothing is stored: clients forget a viewer they have not heard from lately.
+        """
+        sent, key, now = self._viewing_sent, (user.id, room.id), time.monotonic()
+        if now - sent.get(key, -VIEWING_EVERY) < VIEWING_EVERY:
+            return
+        if len(sent) >= THROTTLE_KEYS:
+            # Entries past the window throttle nothing: drop them (and, should every
+            # one still be live, all of them: a few early relays at worst).
+            for stale in [k for k, at in sent.items() if now - at >= VIEWING_EVERY]:
+                del sent[stale]
+            if len(sent) >= THROTTLE_KEYS:
+                sent.clear()
+        sent[key] = now
+        await self._publish(room_channel(room.slug), encode("viewing", room=room.slug,
                                                                user=user.username))
 
     async def mark_read(self, user: User, room: Room, seq: Any, origin: str) -> int:

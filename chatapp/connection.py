@@ -155,6 +155,12 @@ async def _typing(conn: Connection, frame: dict[str, Any], ref: str | None) -> N
     await chat.typing(conn.user, room)
 
 
+async def _viewing(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:
+    chat = conn.services.chat
+    room = await conn.member_room(frame.get("room"))
+    await chat.viewing(conn.user, room)
+
+
 async def _read(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:
     chat = conn.services.chat
     room = await conn.member_room(frame.get("room"))
@@ -169,6 +175,7 @@ HANDLERS: dict[str, Handler] = {
     "send": _send,
     "sync": _sync,
     "typing": _typing,
+    "viewing": _viewing,
     "read": _read,
     "ping": _ping,
 }

@@ -8,7 +8,7 @@ from typing import Any
 from .storage import Message
 
 # Events a full queue may drop: they describe a moment, not the room's history.
-SHEDDABLE_PREFIXES = ('{"type":"typing"', '{"type":"presence"')
+SHEDDABLE_PREFIXES = ('{"type":"typing"', '{"type":"presence"', '{"type":"viewing"')
 # Events for the connection itself (close it, follow a new room), never sent to clients.
 CONTROL_PREFIX = '{"type":"_'
 

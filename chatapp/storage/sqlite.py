@@ -27,6 +27,8 @@ from . import (
     UsernameTaken,
 )
 from .models import isoformat, utcnow
+from .sqlite_messages import MESSAGE_COLUMNS, MESSAGE_FROM, NewMessage, insert_messages
+from .sqlite_messages import message_from_row as _message
 from .sqlite_schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -35,16 +37,6 @@ WriteOp = Callable[[aiosqlite.Connection], Awaitable[Any]]
 
 MAX_BATCH = 512
 MAX_PENDING_WRITES = 20_000
-
-MESSAGE_COLUMNS = (
-    "m.id, r.slug, m.seq, u.username, m.body, m.created_at, m.nonce, m.edited_at"
-)
-MESSAGE_FROM = "messages m JOIN users u ON u.id = m.author_id JOIN rooms r ON r.id = m.room_id"
-
-
-def _message(row: Any) -> Message:
-    return Message(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7])
-
 
 def _user(row: Any) -> User:
     return User(id=row[0], username=row[1], is_admin=bool(row[2]), password_hash=row[3])
@@ -70,8 +62,8 @@ class GroupCommitWriter:
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
-        self._queue: asyncio.Queue[tuple[WriteOp, asyncio.Future[Any]]] = asyncio.Queue(
-            MAX_PENDING_WRITES
+        self._queue: asyncio.Queue[tuple[WriteOp | NewMessage, asyncio.Future[Any]]] = (
+            asyncio.Queue(MAX_PENDING_WRITES)
         )
         self._task: asyncio.Task[None] | None = None
 
@@ -88,7 +80,7 @@ class GroupCommitWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def write(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    async def write(self, op: Callable[[aiosqlite.Connection], Awaitable[T]] | NewMessage) -> T:
         if self._task is None or self._task.done():
             raise StorageError("the database writer is not running")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -109,29 +101,55 @@ class GroupCommitWriter:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _commit(self, batch: list[tuple[WriteOp, asyncio.Future[Any]]]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+    async def _commit(self, batch: list[tuple[WriteOp | NewMessage, asyncio.Future[Any]]]) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], Any]] = []
         try:
             await self._conn.execute("BEGIN IMMEDIATE")
+            run: list[tuple[NewMessage, asyncio.Future[Any]]] = []
             for op, future in batch:
+                if isinstance(op, NewMessage):
+                    run.append((op, future))
+                    continue
+                outcomes += await self._insert(run)
+                run = []
                 try:
-                    outcomes.append((future, await op(self._conn), None))
+                    outcomes.append((future, await op(self._conn)))
                 except (aiosqlite.Error, StorageError) as exc:
-                    outcomes.append((future, None, exc))
+                    outcomes.append((future, exc))
+            outcomes += await self._insert(run)
             await self._conn.commit()
         except aiosqlite.Error as exc:
             log.exception("write batch of %d failed", len(batch))
             with contextlib.suppress(aiosqlite.Error):
                 await self._conn.rollback()
             failure = StorageError(f"database write failed: {exc}")
-            outcomes = [(future, None, failure) for _, future in batch]
-        for future, result, error in outcomes:
+            outcomes = [(future, failure) for _, future in batch]
+        for future, outcome in outcomes:
             if future.done():  # the caller went away (cancelled); the write still landed
                 continue
-            if error is None:
-                future.set_result(result)
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
             else:
-                future.set_exception(error)
+                future.set_result(outcome)
+
+    async def _insert(
+        self, run: list[tuple[NewMessage, asyncio.Future[Any]]]
+    ) -> list[tuple[asyncio.Future[Any], Any]]:
+        """Insert a run of messages together; if that fails, one by one."""
+        if not run:
+            return []
+        messages = [new for new, _ in run]
+        try:
+            results = await insert_messages(self._conn, messages)
+        except (aiosqlite.Error, StorageError):
+            # A failed statement changed nothing: find the culprit message by message.
+            results = []
+            for new in messages:
+                try:
+                    results += await insert_messages(self._conn, [new])
+                except (aiosqlite.Error, StorageError) as exc:
+                    results.append(exc)
+        return [(future, result) for (_, future), result in zip(run, results, strict=True)]
 
 
 def _log_crash(task: asyncio.Task[Any]) -> None:
@@ -207,7 +225,7 @@ class SQLiteStorage(Storage):
             raise StorageError("storage is not connected")
         return self._reader
 
-    async def _write(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    async def _write(self, op: Callable[[aiosqlite.Connection], Awaitable[T]] | NewMessage) -> T:
         if self._writer is None:
             raise StorageError("storage is not connected")
         return await self._writer.write(op)
@@ -421,31 +439,8 @@ class SQLiteStorage(Storage):
     async def add_message(
         self, room_id: int, author_id: int, body: str, nonce: str | None
     ) -> tuple[Message, bool]:
-        now = isoformat(utcnow())
-
-        async def op(conn: aiosqlite.Connection) -> tuple[Message, bool]:
-            # One statement, one trip to the database thread: the seq comes from the
-            # room counter, the trigger advances it, a repeated nonce inserts nothing.
-            rows = await conn.execute_fetchall(
-                "INSERT INTO messages (room_id, seq, author_id, body, nonce, created_at)"
-                " SELECT id, last_seq + 1, ?, ?, ?, ? FROM rooms WHERE id = ?"
-                " ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING"
-                " RETURNING id, seq, (SELECT slug FROM rooms WHERE id = room_id),"
-                " (SELECT username FROM users WHERE id = author_id)",
-                (author_id, body, nonce, now, room_id),
-            )
-            for row in rows:
-                return Message(row[0], row[2], row[1], row[3], body, now, nonce), True
-            existing = await conn.execute_fetchall(
-                f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM}"
-                " WHERE m.author_id = ? AND m.nonce = ?",
-                (author_id, nonce),
-            )
-            if not existing:
-                raise StorageError(f"room {room_id} does not exist")
-            return _message(list(existing)[0]), False
-
-        return await self._write(op)
+        new = NewMessage(room_id, author_id, body, nonce, isoformat(utcnow()))
+        return await self._write(new)  # type: ignore[no-any-return]
 
     async def messages(
         self, room_id: int, *, before: int | None, after: int | None, limit: int
