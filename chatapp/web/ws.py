@@ -113,7 +113,8 @@ async def _read(conn: Connection, idle_timeout: float) -> None:
 
 async def _write(conn: Connection) -> None:
     outbox, metrics = conn.outbox, conn.services.metrics
-    while (frame := await outbox.next_frame()) is not None:
+    pace = conn.services.hub.pacer.pace
+    while (frame := await outbox.next_frame(pace)) is not None:
         queued_at = outbox.oldest_at
         await websocket.send(frame)
         metrics.frames_sent.inc()
