@@ -6,6 +6,9 @@ from . import create_app
 from .wsguard import install as _install_websocket_guards
 
 # One line per websocket open/close beside Hypercorn's access log; never secrets.
-logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+logging.basicConfig(
+    level=logging.INFO,
+    format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+)
 _install_websocket_guards()
 app = create_app()

@@ -14,8 +14,8 @@ from .accounts import Accounts
 from .broker import Transport, open_transport
 from .broker.hub import Hub
 from .chat import Chat
-from .metrics import Metrics, create_metrics
 from .config import ConfigError
+from .metrics import Metrics, create_metrics
 from .passwords import Passwords
 from .presence import Presence
 from .ratelimit import KeyedLimiter

@@ -55,7 +55,8 @@ def _hypercorn_shutdown_event() -> Any:
 
 
 async def _poll(app: Quart, event: Any) -> None:
-    while not event.is_set():
+    # A multiprocessing event cannot be awaited: poll it as Hypercorn itself does.
+    while not event.is_set():  # noqa: ASYNC110
         await asyncio.sleep(POLL_SECONDS)
     log.info("shutdown requested: closing websockets with 1001")
     close_all(app, CLOSE_GOING_AWAY, "server shutting down")

@@ -15,9 +15,8 @@
 from __future__ import annotations
 
 import zlib
-from typing import Any
-
 from collections.abc import Generator
+from typing import Any
 
 from wsproto import Connection, ConnectionState
 from wsproto.events import CloseConnection, Event

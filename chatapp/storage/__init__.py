@@ -29,11 +29,11 @@ class StorageError(RuntimeError):
     """The database did not answer as expected."""
 
 
-class UsernameTaken(StorageError):
+class UsernameTaken(StorageError):  # noqa: N818 - reads as the fact it reports
     """Usernames are unique case-insensitively."""
 
 
-class RoomExists(StorageError):
+class RoomExists(StorageError):  # noqa: N818 - reads as the fact it reports
     """Room slugs are unique."""
 
 

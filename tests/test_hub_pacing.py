@@ -1,0 +1,40 @@
+"""The flush pacer: immediate flushes when idle, shared ticks when busy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from chatapp.broker.hub import FlushPacer, Outbox
+
+
+def burn(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+async def test_idle_process_flushes_at_once() -> None:
+    pacer = FlushPacer(window=0.01, tick=0.5)
+    await asyncio.sleep(0.02)
+    started = time.monotonic()
+    await pacer.pace()
+    assert time.monotonic() - started < 0.1
+
+
+async def test_busy_process_coalesces_events_on_the_tick() -> None:
+    pacer = FlushPacer(window=0.01, tick=0.05)
+    burn(0.02)  # over 60 % of a core during the window
+    outbox = Outbox()
+    outbox.push(json.dumps({"type": "message", "seq": 1}))
+
+    async def late_pushes() -> None:
+        await asyncio.sleep(0.01)
+        outbox.push(json.dumps({"type": "message", "seq": 2}))
+
+    pusher = asyncio.create_task(late_pushes())
+    frame = await outbox.next_frame(pacer.pace)
+    await pusher
+    assert frame is not None
+    assert [event["seq"] for event in json.loads(frame)] == [1, 2]
