@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from quart import Blueprint, Response, g, redirect, render_template, request, session, url_for
+from quart.typing import ResponseReturnValue
 
 from ..accounts import AccountError, token_hash
 from ..errors import html_error
@@ -40,7 +41,7 @@ def _check_form_csrf(form: Any) -> None:
 
 
 @bp.route("/register", methods=["GET", "POST"])
-async def register() -> Response:
+async def register() -> ResponseReturnValue:
     """Create an account and log it in."""
     if request.method == "GET":
         return await _page("register.html", 200, error=None, username="")
@@ -57,7 +58,7 @@ async def register() -> Response:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-async def login() -> Response:
+async def login() -> ResponseReturnValue:
     """Log a user in; failures get one generic message."""
     if request.method == "GET":
         next_path = safe_next(request.args.get("next"))
@@ -82,7 +83,7 @@ async def login() -> Response:
 
 
 @bp.route("/logout", methods=["POST"])
-async def logout() -> Response:
+async def logout() -> ResponseReturnValue:
     """End the session everywhere: the cookie, the record and its websockets."""
     form = await request.form
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from quart import Blueprint, Response, abort, redirect, render_template, request, url_for
+from quart.typing import ResponseReturnValue
 
 from ..chat import ChatError
 from ..security import current_user
@@ -13,18 +14,18 @@ bp = Blueprint("pages", __name__)
 
 
 @bp.route("/")
-async def index() -> Response:
+async def index() -> ResponseReturnValue:
     """Open the general room, or send a visitor to the login page."""
     return await _chat_page(GENERAL_ROOM)
 
 
 @bp.route("/rooms/<slug>")
-async def room(slug: str) -> Response:
+async def room(slug: str) -> ResponseReturnValue:
     """Open one room."""
     return await _chat_page(slug)
 
 
-async def _chat_page(slug: str) -> Response:
+async def _chat_page(slug: str) -> ResponseReturnValue:
     user = current_user()
     if user is None:
         target = url_for("auth.login")
