@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 MAX_REF = 64
 CLOSE_UNSUPPORTED = 1003
 CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
+MAX_PIPELINED = 64  # sends of one connection awaiting their commit at once
 MAX_FRAME_BYTES = 64 * 1024
 
 Handler = Callable[["Connection", dict[str, Any], "str | None"], Awaitable[None]]
@@ -46,6 +49,7 @@ class Connection:
         # The rooms this user belongs to, kept current by _join/_leave control events,
         # so the hot path (send, typing, read) needs no database read to authorize.
         self.rooms: dict[str, Room] = {}
+        self._sends: set[asyncio.Task[None]] = set()
 
     def remember_rooms(self, summaries: Iterable[RoomSummary]) -> None:
         for s in summaries:
@@ -83,13 +87,43 @@ class Connection:
             handler = HANDLERS.get(kind) if isinstance(kind, str) else None
             if handler is None:
                 raise FrameError("invalid", f"unknown type {frame.get('type')!r}")
-            await handler(self, frame, ref)
+            if handler is _send:
+                await self._pipeline(frame, ref)
+            else:
+                await handler(self, frame, ref)
         except (json.JSONDecodeError, RecursionError):  # RecursionError: nested too deep
             self.error("invalid", "a frame must be JSON text", {})
         except FrameError as error:
             self.error(error.code, error.message, frame)
         except ChatError as error:
             self.error(error.code, error.message, frame)
+
+    async def _pipeline(self, frame: dict[str, Any], ref: str | None) -> None:
+        """Handle a ``send`` without waiting for its commit before reading on.
+
+        Waiting would allow one message per commit per connection; instead up to
+        MAX_PIPELINED sends ride the same group commit. Each task stores its message
+        in its first step, so the sends of a connection are stored in frame order.
+        """
+        while len(self._sends) >= MAX_PIPELINED:
+            await asyncio.wait(self._sends, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.create_task(self._send_task(frame, ref), name=f"ws-send-{self.id}")
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _send_task(self, frame: dict[str, Any], ref: str | None) -> None:
+        try:
+            await _send(self, frame, ref)
+        except (FrameError, ChatError) as error:
+            self.error(error.code, error.message, frame)
+        except Exception:
+            log.exception("send on conn=%s crashed", self.id)
+            self.outbox.close(CLOSE_INTERNAL_ERROR, "internal error")
+
+    def cancel_pending(self) -> None:
+        """Stop waiting for acks (the messages still land; a resend is idempotent)."""
+        for task in list(self._sends):
+            task.cancel()
 
     def error(self, code: str, message: str, frame: Any, **extra: Any) -> None:
         fields: dict[str, Any] = {"code": code, "message": message}
@@ -168,6 +202,10 @@ async def _read(conn: Connection, frame: dict[str, Any], ref: str | None) -> Non
 
 
 async def _ping(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:
+    # A barrier: every frame received before the ping has had its answer (sends are
+    # pipelined, so wait for their acks) when the pong goes out.
+    if conn._sends:
+        await asyncio.wait(set(conn._sends))
     conn.reply("pong", ref)
 
 

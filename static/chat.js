@@ -17,9 +17,15 @@ const PAGE = 50;
 const TYPING_EVERY_MS = 2000;
 const TYPING_SHOWN_MS = 4000;
 const PIN_SLACK_PX = 48;
+// "Viewing this room now" (an extension): a viewer counts for this long after their
+// last `viewing`; the server relays one per user and room per 5 s.
+const VIEWING_SEEN_MS = 45_000;
+const VIEWING_RELAY_MS = 5000;
+const VIEWING_ANSWERED_MS = 1500;
 // Events that carry `room`/`seq` but are not room-stream events.
 const NOT_ROOM_EVENTS = new Set([
-  'hello', 'ack', 'synced', 'presence', 'typing', 'read', 'pong', 'error', 'room_joined', 'room_left',
+  'hello', 'ack', 'synced', 'presence', 'typing', 'viewing', 'read', 'pong', 'error', 'room_joined',
+  'room_left',
 ]);
 
 const $ = (id) => document.getElementById(id);
@@ -52,6 +58,8 @@ const state = {
   outbox: new Outbox(`chatapp.outbox.${me.id}`),
   typers: new Map(), // room -> Map(user -> expires at)
   typingSentAt: new Map(), // room -> ms
+  viewers: new Map(), // room -> Map(user -> last seen, ms): who has the room open
+  viewingSentAt: new Map(), // room -> ms
   pinned: true,
   openAfterJoin: null,
   preview: null, // a public room shown read-only before joining
@@ -63,6 +71,7 @@ const socket = new Socket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${
   onEvent: handleEvent,
   onStatus: connectionStatus,
   onAuthLost: goToLogin,
+  onTick: sendViewing,
 });
 
 // ---------------------------------------------------------------- events
@@ -78,6 +87,7 @@ function handleEvent(ev) {
     case 'synced': onSynced(ev); break;
     case 'presence': onPresence(ev); break;
     case 'typing': onTyping(ev); break;
+    case 'viewing': onViewing(ev); break;
     case 'read': onRead(ev); break;
     case 'error': onError(ev); break;
     case 'room_joined': onRoomJoined(ev.room); break;
@@ -138,6 +148,7 @@ function onHello(ev) {
   renderRooms();
   renderOnline();
   maybeSendRead();
+  sendViewing();
 }
 
 function onRoomEvent(ev, { live }) {
@@ -282,15 +293,38 @@ function onError(ev) {
     const room = state.rooms.get(ref.slice(5));
     if (room) room.syncing = false;
   }
-  if (ref.startsWith('typing:') || ref.startsWith('read:')) return; // not worth a toast
+  if (ref.startsWith('typing:') || ref.startsWith('read:') || ref.startsWith('viewing:')) return; // not worth a toast
   if (ev.message) toast(ev.message);
 }
 
 function onPresence(ev) {
   if (typeof ev.user !== 'string') return;
   if (ev.online) state.online.add(ev.user);
-  else state.online.delete(ev.user);
+  else {
+    state.online.delete(ev.user);
+    for (const seen of state.viewers.values()) seen.delete(ev.user);
+  }
   renderOnline();
+}
+
+/** Someone has `ev.room` open: their latest room is the one they are viewing. */
+function onViewing(ev) {
+  if (typeof ev.user !== 'string' || ev.user === me.username || !state.rooms.has(ev.room)) return;
+  const now = Date.now();
+  for (const [slug, seen] of state.viewers) {
+    if (slug !== ev.room) seen.delete(ev.user);
+  }
+  if (!state.viewers.has(ev.room)) state.viewers.set(ev.room, new Map());
+  const seen = state.viewers.get(ev.room);
+  const arrived = now - (seen.get(ev.user) ?? -Infinity) >= VIEWING_SEEN_MS;
+  seen.set(ev.user, now);
+  renderOnline();
+  // A newcomer to our room would otherwise wait for our next tick (up to 20 s) to see
+  // us: answer once, unless we just announced ourselves (then they have it already).
+  if (arrived && ev.room === state.current
+      && now - (state.viewingSentAt.get(ev.room) ?? -Infinity) > VIEWING_ANSWERED_MS) {
+    sendViewing();
+  }
 }
 
 function onTyping(ev) {
@@ -339,6 +373,8 @@ function removeRoom(slug) {
   if (!room) return;
   state.rooms.delete(slug);
   state.typers.delete(slug);
+  state.viewers.delete(slug);
+  state.viewingSentAt.delete(slug);
   for (const item of [...state.outbox.values()]) {
     if (item.room === slug) state.outbox.delete(item.nonce);
   }
@@ -513,6 +549,8 @@ function openRoom(slug, { push = false, replace = false } = {}) {
   renderHeader();
   renderRooms();
   showRoom(room);
+  renderOnline();
+  sendViewing();
   if (matchMedia('(pointer: fine)').matches) composer.input.focus();
   scheduleRead();
 }
@@ -554,7 +592,23 @@ function renderRooms() {
 }
 
 function renderOnline() {
-  drawOnline(state.online, me.username);
+  drawOnline(state.online, me.username, viewersOfCurrent());
+}
+
+/** Who has the current room open: seen lately, and we do when connected as a member. */
+function viewersOfCurrent() {
+  const here = new Set();
+  const now = Date.now();
+  for (const [slug, seen] of state.viewers) {
+    for (const [user, at] of seen) {
+      if (now - at >= VIEWING_SEEN_MS) seen.delete(user);
+    }
+    if (!seen.size) state.viewers.delete(slug);
+  }
+  for (const user of state.viewers.get(state.current)?.keys() ?? []) here.add(user);
+  const room = currentRoom();
+  if (state.ready && room && room !== state.preview) here.add(me.username);
+  return here;
 }
 
 // ---------------------------------------------------------------- scrolling & read state
@@ -639,6 +693,23 @@ function sendTyping() {
   socket.send({ type: 'typing', room: room.slug, ref: `typing:${room.slug}` });
 }
 
+let viewingTimer = null;
+/** Tell the current room we have it open (visible tabs only; hidden ones just expire). */
+function sendViewing() {
+  clearTimeout(viewingTimer);
+  viewingTimer = null;
+  const room = currentRoom();
+  if (!room || room === state.preview || !state.ready || document.visibilityState !== 'visible') return;
+  const wait = (state.viewingSentAt.get(room.slug) ?? -Infinity) + VIEWING_RELAY_MS - Date.now();
+  if (wait > 0) {
+    // The server would drop it (back to a room within 5 s): send once it counts again.
+    viewingTimer = setTimeout(sendViewing, wait + 100);
+    return;
+  }
+  state.viewingSentAt.set(room.slug, Date.now());
+  socket.send({ type: 'viewing', room: room.slug, ref: `viewing:${room.slug}` });
+}
+
 /** A public room opened by URL before joining: read-only until the Join button. */
 function setupPreview() {
   const bar = $('join-bar');
@@ -655,6 +726,8 @@ function setupPreview() {
       const room = upsertRoom(joined && joined.slug ? joined : preview);
       renderHeader();
       showRoom(room);
+      renderOnline();
+      sendViewing();
       composer.input.focus();
     } catch (err) {
       toast(err.message);
@@ -751,6 +824,8 @@ function init() {
     if (document.visibilityState === 'visible') {
       scheduleRead();
       if (Date.now() - socket.lastFrameAt > 30_000) socket.send({ type: 'ping' });
+      sendViewing();
+      renderOnline(); // viewers that expired while hidden
     }
   });
   window.addEventListener('online', () => socket.reconnectNow());
@@ -768,6 +843,7 @@ function init() {
 
   setInterval(() => currentRoom()?.timeline?.refreshTimes(), 30_000);
   setInterval(renderTyping, 1000);
+  setInterval(renderOnline, 10_000); // viewers expire
 
   socket.start();
 }

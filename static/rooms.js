@@ -74,12 +74,44 @@ export function renderTitle(rooms, current) {
   document.title = total > 0 ? `(${total}) ${base}` : base;
 }
 
-export function renderOnline(online, me) {
+let onlineShown = null; // what the online list shows, to skip needless redraws
+
+/**
+ * The online list; `viewing` (a Set) marks who has the current room open now
+ * (an extension), and the header counts them.
+ */
+export function renderOnline(online, me, viewing = new Set()) {
   const names = [...online].sort((a, b) => a.localeCompare(b, undefined, { sensitivity: 'base' }));
-  $('online-list').replaceChildren(...names.map((name) => h('li', { class: 'online-user' },
-    h('span', { class: `avatar avatar-sm ${hueClass(name)}`, 'aria-hidden': 'true' }, initial(name), h('span', { class: 'presence-dot' })),
-    h('span', { class: 'online-name' }, name),
-    name === me ? h('span', { class: 'you-tag' }, 'you') : null)));
+  const here = names.filter((name) => viewing.has(name));
+  const key = JSON.stringify([me, names, here]);
+  if (key === onlineShown) return;
+  onlineShown = key;
+  $('online-list').replaceChildren(...names.map((name) => {
+    const isHere = viewing.has(name);
+    return h('li', { class: `online-user${isHere ? ' is-viewing' : ''}` },
+      h('span', { class: `avatar avatar-sm ${hueClass(name)}`, 'aria-hidden': 'true' }, initial(name), h('span', { class: 'presence-dot' })),
+      h('span', { class: 'online-name' }, name),
+      name === me ? h('span', { class: 'you-tag' }, 'you') : null,
+      h('span', { class: `viewing-mark${isHere ? ' is-viewing' : ''}`, title: isHere ? 'Viewing this room now' : null },
+        icon('eye'),
+        isHere ? h('span', { class: 'sr-only' }, ', viewing this room') : null));
+  }));
   $('online-count').textContent = String(names.length);
   $('online-heading-count').textContent = String(names.length);
+  const counter = viewingCounter();
+  counter.number.textContent = String(here.length);
+  counter.el.classList.toggle('is-empty', here.length === 0);
+}
+
+let counterEls = null;
+/** "N viewing" in the online list's header, added once (always there: no shift). */
+function viewingCounter() {
+  if (!counterEls) {
+    const number = h('span', { class: 'viewing-num' }, '0');
+    const el = h('span', { class: 'viewing-count is-empty', id: 'online-viewing-count', title: 'People with this room open now' },
+      h('span', { class: 'sr-only' }, ', '), icon('eye'), number, ' viewing');
+    $('online-heading').append(el);
+    counterEls = { el, number };
+  }
+  return counterEls;
 }

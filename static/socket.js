@@ -3,7 +3,7 @@
 
 import { sessionAlive } from './api.js';
 
-const PING_EVERY_MS = 25_000;
+const PING_EVERY_MS = 20_000;
 const SILENCE_LIMIT_MS = 60_000;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 20_000;
@@ -14,6 +14,7 @@ export class Socket {
    *   onEvent(event)            one server event (arrays are unpacked)
    *   onStatus(status, info)    'connecting' | 'open' | 'closed' (info.retryIn ms)
    *   onAuthLost()              the session is gone
+   *   onTick()                  optional: every ping interval while open
    */
   constructor(url, handlers) {
     this.url = url;
@@ -153,7 +154,10 @@ export class Socket {
 
   startTimers() {
     this.stopTimers();
-    this.pingTimer = setInterval(() => this.send({ type: 'ping' }), PING_EVERY_MS);
+    this.pingTimer = setInterval(() => {
+      this.send({ type: 'ping' });
+      this.handlers.onTick?.();
+    }, PING_EVERY_MS);
     this.watchTimer = setInterval(() => {
       if (this.ws && Date.now() - this.lastFrameAt > SILENCE_LIMIT_MS) {
         this.dropped(this.ws, { opened: true, code: 4000 });

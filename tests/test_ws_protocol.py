@@ -14,6 +14,7 @@ from chatapp.broker.hub import CLOSE_SLOW_CONSUMER, Hub, Outbox
 from chatapp.broker.memory import MemoryTransport
 from chatapp.connection import HANDLERS
 from chatapp.events import encode, presence_event, room_channel
+from chatapp.storage import Room, User
 
 from .hashing import cheap_passwords
 from .wsutil import WS, app_with, connect, session_cookie
@@ -794,3 +795,88 @@ async def test_a_crashing_handler_closes_1011_and_spares_other_connections(auth,
         await a.send("typing", room=GENERAL)
         assert await a.closed() == 1011
         await b.request("ping", "pong")
+
+
+# viewing (extension) --------------------------------------------------------------------
+
+async def test_viewing_reaches_the_room_including_the_viewers_other_tabs(auth):
+    alice, _ = await auth.user("alice")
+    bob, _ = await auth.user("bob")
+    async with connect(alice) as a1, connect(alice) as a2, connect(bob) as b:
+        await a1.send("viewing", room=GENERAL, ref="v1")
+        expected = {"type": "viewing", "room": GENERAL, "user": "alice"}
+        assert await b.expect("viewing") == expected
+        assert await a2.expect("viewing") == expected  # the client ignores its own name
+        # No reply of its own: the sending tab gets the plain relay, and no error.
+        assert await a1.expect("viewing") == expected
+        assert of_type(await a1.until_pong(), "error") == []
+
+
+async def test_viewing_is_relayed_at_most_once_per_5s(auth, app, monkeypatch):
+    alice, _ = await auth.user("alice")
+    bob, _ = await auth.user("bob")
+    async with connect(alice) as a, connect(bob) as b:
+        await a.send("viewing", room=GENERAL)
+        await b.expect("viewing")
+        await a.send("viewing", room=GENERAL)
+        await a.until_pong()  # the second viewing has been handled
+        assert of_type(await b.until_pong(), "viewing") == []
+        # Once the window is over (shortened here) the next one goes out again.
+        monkeypatch.setattr("chatapp.chat.VIEWING_EVERY", 0.05)
+        await asyncio.sleep(0.1)
+        await a.send("viewing", room=GENERAL)
+        assert (await b.expect("viewing"))["user"] == "alice"
+
+
+async def test_viewing_throttle_keeps_a_bounded_number_of_keys(app, monkeypatch):
+    chat = app.extensions["chatapp"].chat
+    monkeypatch.setattr("chatapp.chat.THROTTLE_KEYS", 8)
+    room = Room(1, GENERAL, "General", "public", 0)
+    for i in range(30):
+        await chat.viewing(User(1000 + i, f"user{i}", False, "x"), room)
+        assert len(chat._viewing_sent) <= 8
+    # The newest key is always kept, so that viewer is still throttled.
+    assert (1029, room.id) in chat._viewing_sent
+
+
+@pytest.mark.parametrize("kind", ["public", "private"])
+async def test_viewing_a_room_not_joined_is_refused_like_typing(auth, kind):
+    alice, _ = await auth.user("alice")
+    bob, bob_csrf = await auth.user("bob")
+    lounge = await create_room(bob, bob_csrf, "Lounge", kind)
+    async with connect(alice) as a, connect(bob) as b:
+        await a.send("viewing", room=lounge, ref="v")
+        error = await a.expect("error")
+        assert error["code"] == ("forbidden" if kind == "public" else "not_found")
+        assert error["ref"] == "v"
+        await a.send("viewing", room="nowhere")
+        assert (await a.expect("error"))["code"] == "not_found"
+        assert of_type(await b.until_pong(), "viewing") == []
+
+
+@pytest.mark.parametrize("room", [None, "", 7, ["general"], {"slug": "general"}])
+async def test_viewing_with_an_invalid_room_is_invalid(auth, room):
+    alice, _ = await auth.user("alice")
+    async with connect(alice) as ws:
+        frame = {"type": "viewing", "ref": "v"}
+        if room is not None:
+            frame["room"] = room
+        await ws.send_raw(json.dumps(frame))
+        error = await ws.expect("error")
+        assert error["code"] == "invalid" and error["ref"] == "v"
+        await ws.request("ping", "pong")  # still usable
+
+
+async def test_outbox_sheds_viewing_before_room_events():
+    box = Outbox(limit=3)
+    box.push(encode("viewing", room=GENERAL, user="bob"))
+    box.push(_message(1))
+    box.push(encode("viewing", room=GENERAL, user="carol"))
+    box.push(_message(2))  # sheds bob's viewing
+    box.push(_message(3))  # sheds carol's viewing
+    assert box.close_code is None
+    assert [json.loads(e)["type"] for e in box._items] == ["message"] * 3
+    box.push(encode("viewing", room=GENERAL, user="dave"))  # dropped: the queue is full
+    assert box.close_code is None and len(box) == 3
+    box.push(_message(4))  # only room events left: close
+    assert box.close_code == CLOSE_SLOW_CONSUMER

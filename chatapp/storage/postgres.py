@@ -11,6 +11,7 @@ import asyncio
 import logging
 import re
 import secrets
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -96,6 +97,8 @@ class PostgresStorage(Storage):
     def __init__(self, url: str) -> None:
         self._dsn, self._schema = split_url(url)
         self._pool: asyncpg.Pool | None = None
+        self._author_locks: dict[int, asyncio.Lock] = {}
+        self._author_waiting: Counter[int] = Counter()
 
     async def connect(self) -> None:
         settings = {"search_path": self._schema} if self._schema else {}
@@ -341,6 +344,23 @@ class PostgresStorage(Storage):
 
     # messages
     async def add_message(
+        self, room_id: int, author_id: int, body: str, nonce: str | None
+    ) -> tuple[Message, bool]:
+        # One author's sends commit in the order they were made, even when a client
+        # pipelines them (the lock is fair, so waiters go in arrival order).
+        lock = self._author_locks.get(author_id)
+        if lock is None:
+            lock = self._author_locks[author_id] = asyncio.Lock()
+        self._author_waiting[author_id] += 1
+        try:
+            async with lock:
+                return await self._add_message(room_id, author_id, body, nonce)
+        finally:
+            self._author_waiting[author_id] -= 1
+            if not self._author_waiting[author_id]:
+                del self._author_waiting[author_id], self._author_locks[author_id]
+
+    async def _add_message(
         self, room_id: int, author_id: int, body: str, nonce: str | None
     ) -> tuple[Message, bool]:
         async with self._conn() as conn:

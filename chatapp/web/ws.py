@@ -83,6 +83,7 @@ async def _pump(conn: Connection, idle_timeout: float) -> None:
     finally:
         for task in (reader, writer):
             task.cancel()
+        conn.cancel_pending()
         outcomes = await asyncio.gather(reader, writer, return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, Exception):
