@@ -31,6 +31,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+try:  # the load generator's own JSON decoding; orjson keeps its ceiling high
+    from orjson import loads as json_loads
+except ImportError:  # pragma: no cover
+    from json import loads as json_loads
+
 from websockets.client import ClientProtocol
 from websockets.datastructures import Headers
 from websockets.frames import Opcode
@@ -64,8 +69,13 @@ def percentiles(samples: list[int], scale: float = 1e-6) -> dict:
     def pick(q: float) -> float:
         return round(s[min(n - 1, int(q * n))] * scale, 3)
 
-    return {"n": n, "p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99),
-            "max": round(s[-1] * scale, 3)}
+    return {
+        "n": n,
+        "p50": pick(0.50),
+        "p90": pick(0.90),
+        "p99": pick(0.99),
+        "max": round(s[-1] * scale, 3),
+    }
 
 
 @dataclass
@@ -73,19 +83,20 @@ class Stats:
     """Counters shared by all clients of one run."""
 
     run_id: str = field(default_factory=lambda: os.urandom(3).hex())
-    delivered: int = 0            # message events received (all clients, dups included)
-    unique: int = 0               # ... of which new (seq above the client's last)
+    delivered: int = 0  # message events received (all clients, dups included)
+    unique: int = 0  # ... of which new (seq above the client's last)
     acks: int = 0
-    errors: int = 0               # `error` events
-    closed: int = 0               # connections closed by the server unexpectedly
-    frames: int = 0               # server frames (a frame may carry an array of events)
+    errors: int = 0  # `error` events
+    closed: int = 0  # connections closed by the server unexpectedly
+    frames: int = 0  # server frames (a frame may carry an array of events)
     sent: int = 0
     lat: list[int] = field(default_factory=list)
-    lat_from: int = 0             # record latency only for sends in [lat_from, lat_to]
+    lat_from: int = 0  # record latency only for sends in [lat_from, lat_to]
     lat_to: int = 1 << 62
-    wake_at: int = 1 << 62        # sender flow control: wake when delivered >= wake_at
+    wake_at: int = 1 << 62  # sender flow control: wake when delivered >= wake_at
     wake: asyncio.Event | None = None
-    ping_rtt: list[int] = field(default_factory=list)
+    ack_lat: list[int] = field(default_factory=list)  # send -> ack (s4)
+    close_codes: dict[str, int] = field(default_factory=dict)  # server closes, by code
 
     def body(self) -> str:
         return f"b:{self.run_id}:{time.monotonic_ns()}:{BODY_PAD}"
@@ -94,14 +105,23 @@ class Stats:
 class Client(asyncio.Protocol):
     """One websocket connection driven by websockets' sans-I/O ClientProtocol."""
 
-    def __init__(self, url: str, stats: Stats, *, proto: str = "chat", origin: str | None = None,
-                 cookie: str | None = None, record: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        stats: Stats,
+        *,
+        proto: str = "chat",
+        origin: str | None = None,
+        cookie: str | None = None,
+        record: bool = True,
+    ) -> None:
         self.url = url
         self.stats = stats
         self.kind = proto
         self.record = record
-        self.ws = ClientProtocol(parse_uri(url), origin=Origin(origin) if origin else None,
-                                 max_size=None)
+        self.ws = ClientProtocol(
+            parse_uri(url), origin=Origin(origin) if origin else None, max_size=None
+        )
         self.cookie = cookie
         self.transport: asyncio.Transport | None = None
         loop = asyncio.get_running_loop()
@@ -111,6 +131,8 @@ class Client(asyncio.Protocol):
         self.frag: list[bytes] = []
         self.pending_pong: asyncio.Future | None = None
         self.on_event: Callable[[dict], None] | None = None
+        self.acked = 0
+        self.ack_waiter: asyncio.Event | None = None
         self.closing = False
 
     # -- asyncio.Protocol -------------------------------------------------
@@ -152,6 +174,8 @@ class Client(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         if not self.closing:
             self.stats.closed += 1
+            code = self.ws.close_rcvd.code if self.ws.close_rcvd is not None else None
+            self.stats.close_codes[str(code)] = self.stats.close_codes.get(str(code), 0) + 1
         if not self.ready.done():
             self.ready.set_exception(ConnectionError(f"closed before ready: {exc}"))
         if not self.done.done():
@@ -159,7 +183,7 @@ class Client(asyncio.Protocol):
 
     # -- wire protocols ---------------------------------------------------
     def _chat(self, payload: bytes) -> None:
-        obj = json.loads(payload)
+        obj = json_loads(payload)
         now = time.monotonic_ns()
         if type(obj) is list:
             for ev in obj:
@@ -170,15 +194,15 @@ class Client(asyncio.Protocol):
     def _sio(self, payload: bytes) -> None:
         p = payload.decode()
         if p[:2] == "42":
-            name, data = json.loads(p[2:])[:2]
+            name, data = json_loads(p[2:])[:2]
             if name == "hello":
                 if not self.ready.done():
                     self.ready.set_result(None)
                 return
             self._event(data if isinstance(data, dict) else {}, time.monotonic_ns())
-        elif p == "2":                      # Engine.IO ping: answer pong
+        elif p == "2":  # Engine.IO ping: answer pong
             self.send_raw("3")
-        elif p[:1] == "0":                  # Engine.IO open: connect the default namespace
+        elif p[:1] == "0":  # Engine.IO open: connect the default namespace
             self.send_raw("40")
         elif p[:2] == "44":
             self.stats.errors += 1
@@ -205,8 +229,16 @@ class Client(asyncio.Protocol):
                 st.wake.set()
         elif t == "ack":
             st.acks += 1
-            if st.acks >= st.wake_at and st.wake is not None:
-                st.wake.set()
+            self.acked += 1
+            if self.ack_waiter is not None:
+                self.ack_waiter.set()
+            if self.record:
+                body = ev["message"]["body"]
+                if body[:2] == "b:":
+                    parts = body.split(":", 3)
+                    t0 = int(parts[2])
+                    if parts[1] == st.run_id and st.lat_from <= t0 <= st.lat_to:
+                        st.ack_lat.append(now - t0)
         elif t == "hello":
             if not self.ready.done():
                 self.ready.set_result(ev)
@@ -233,19 +265,19 @@ class Client(asyncio.Protocol):
         st = self.stats
         st.sent += 1
         body = st.body()
-        nonce = f"{st.run_id}-{id(self) & 0xffffff:x}-{st.sent}"
+        nonce = f"{st.run_id}-{id(self) & 0xFFFFFF:x}-{st.sent}"
         frame = {"type": "send", "room": room, "body": body, "nonce": nonce}
         if self.kind == "chat":
             self.send_raw(json.dumps(frame))
         else:
             self.send_raw("42" + json.dumps(["send", frame]))
 
-    async def ping(self, timeout: float = 5.0) -> int:
+    async def ping(self, limit_s: float = 5.0) -> int:
         """Application-level `ping` → `pong`; returns the round trip in ns."""
         self.pending_pong = asyncio.get_running_loop().create_future()
         t0 = time.monotonic_ns()
         self.send_raw('{"type":"ping"}')
-        t1 = await asyncio.wait_for(self.pending_pong, timeout)
+        t1 = await asyncio.wait_for(self.pending_pong, limit_s)
         return t1 - t0
 
     def close(self) -> None:
@@ -259,34 +291,51 @@ class Client(asyncio.Protocol):
             self.transport.close()
 
 
-async def connect(url: str, stats: Stats, *, proto: str = "chat", origin: str | None = None,
-                  cookie: str | None = None, record: bool = True,
-                  timeout: float = 30.0) -> Client:
+async def connect(
+    url: str,
+    stats: Stats,
+    *,
+    proto: str = "chat",
+    origin: str | None = None,
+    cookie: str | None = None,
+    record: bool = True,
+    limit_s: float = 30.0,
+) -> Client:
     """Open one connection and wait for the server's hello (or Socket.IO connect)."""
     if proto == "sio":
-        base = url.rstrip("/")
+        base = url.rstrip("/").replace("http://", "ws://", 1)
         url = base + "/socket.io/?EIO=4&transport=websocket"
     u = parse_uri(url)
     loop = asyncio.get_running_loop()
     client = Client(url, stats, proto=proto, origin=origin, cookie=cookie, record=record)
-    await asyncio.wait_for(loop.create_connection(lambda: client, u.host, u.port), timeout)
+    await asyncio.wait_for(loop.create_connection(lambda: client, u.host, u.port), limit_s)
     try:
-        await asyncio.wait_for(client.ready, timeout)
+        await asyncio.wait_for(client.ready, limit_s)
     except BaseException:
         client.close()
         raise
     return client
 
 
-async def connect_many(n: int, url: str, stats: Stats, *, proto: str = "chat",
-                       origin: str | None = None, cookies: list[str] | None = None,
-                       concurrency: int = 100, record: bool = True,
-                       timeout: float = 30.0) -> tuple[list[Client], int, float]:
+async def connect_many(
+    n: int,
+    url: str,
+    stats: Stats,
+    *,
+    proto: str = "chat",
+    origin: str | None = None,
+    cookies: list[str] | None = None,
+    concurrency: int = 100,
+    record: bool = True,
+    limit_s: float = 30.0,
+    into: list[Client] | None = None,
+) -> tuple[list[Client], int, float]:
     """Open n connections, at most `concurrency` handshakes at a time.
 
-    Returns (clients, failures, seconds). Cookies are spread round-robin."""
+    Returns (clients, failures, seconds). Cookies are spread round-robin. With `into`,
+    clients are appended to that list as they connect (so a `keepalive` can watch it)."""
     sem = asyncio.Semaphore(concurrency)
-    clients: list[Client] = []
+    clients: list[Client] = [] if into is None else into
     failures = 0
 
     async def one(i: int) -> None:
@@ -294,8 +343,17 @@ async def connect_many(n: int, url: str, stats: Stats, *, proto: str = "chat",
         cookie = cookies[i % len(cookies)] if cookies else None
         async with sem:
             try:
-                clients.append(await connect(url, stats, proto=proto, origin=origin,
-                                             cookie=cookie, record=record, timeout=timeout))
+                clients.append(
+                    await connect(
+                        url,
+                        stats,
+                        proto=proto,
+                        origin=origin,
+                        cookie=cookie,
+                        record=record,
+                        limit_s=limit_s,
+                    )
+                )
             except Exception:  # noqa: BLE001 - counted
                 failures += 1
 
@@ -304,14 +362,37 @@ async def connect_many(n: int, url: str, stats: Stats, *, proto: str = "chat",
     return clients, failures, time.perf_counter() - t0
 
 
+async def keepalive(clients: list[Client], every: float = 25.0, tick: float = 0.5) -> None:
+    """Send `{"type":"ping"}` on every open chat connection once per `every` seconds,
+    as chatapp's browser client does (static/socket.js pings every 25 s; chatapp closes
+    connections idle for CHATAPP_IDLE_TIMEOUT, 50 s). Paced by the clock, not by sleeps,
+    so a busy loop still pings everyone in time. Socket.IO clients are kept alive by
+    Engine.IO's own heartbeat instead. Runs until cancelled; `clients` may grow."""
+    i = 0
+    owed = 0.0
+    last = time.monotonic()
+    while True:
+        await asyncio.sleep(tick)
+        now = time.monotonic()
+        n = len(clients)
+        owed += n * (now - last) / every
+        last = now
+        while owed >= 1 and n:
+            c = clients[i % n]
+            i += 1
+            owed -= 1
+            if c.kind == "chat" and not c.done.done():
+                c.send_raw('{"type":"ping"}')
+
+
 def close_all(clients: list[Client]) -> None:
     for c in clients:
         c.close()
 
 
-async def wait_delivered(stats: Stats, target: int, timeout: float) -> bool:
-    """Wait until stats.unique >= target (all expected deliveries in) or timeout."""
-    end = time.monotonic() + timeout
+async def wait_delivered(stats: Stats, target: int, limit_s: float) -> bool:
+    """Wait until stats.unique >= target (all expected deliveries in) or limit_s passes."""
+    end = time.monotonic() + limit_s
     while stats.unique < target:
         if time.monotonic() >= end:
             return False
@@ -319,8 +400,9 @@ async def wait_delivered(stats: Stats, target: int, timeout: float) -> bool:
     return True
 
 
-async def send_at_rate(sender: Client, stats: Stats, rate: float, duration: float,
-                       room: str = "general") -> None:
+async def send_at_rate(
+    sender: Client, stats: Stats, rate: float, duration: float, room: str = "general"
+) -> None:
     """Open loop: one message every 1/rate s on an absolute schedule."""
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -332,8 +414,14 @@ async def send_at_rate(sender: Client, stats: Stats, rate: float, duration: floa
         sender.send_message(room)
 
 
-async def send_saturating(sender: Client, stats: Stats, duration: float, n_receivers: int,
-                          window: int = 20, room: str = "general") -> int:
+async def send_saturating(
+    sender: Client,
+    stats: Stats,
+    duration: float,
+    n_receivers: int,
+    window: int = 20,
+    room: str = "general",
+) -> int:
     """Closed loop: keep at most `window` messages' worth of deliveries outstanding
     (sent x receivers - delivered), so the server is never idle and no queue grows
     without bound. Returns how many times flow control waited 2 s in vain."""
@@ -355,8 +443,27 @@ async def send_saturating(sender: Client, stats: Stats, duration: float, n_recei
             continue
         sender.send_message(room)
         if stats.sent % 8 == 0:
-            await asyncio.sleep(0)          # let the receivers run
+            await asyncio.sleep(0)  # let the receivers run
     return stalls
+
+
+async def send_acked(
+    sender: Client, stats: Stats, duration: float, room: str, window: int = 4
+) -> None:
+    """Closed loop on acks (s4): keep at most `window` unacknowledged sends."""
+    sender.ack_waiter = asyncio.Event()
+    sent = 0
+    end = time.monotonic() + duration
+    while time.monotonic() < end:
+        if sent - sender.acked >= window:
+            sender.ack_waiter.clear()
+            try:
+                await asyncio.wait_for(sender.ack_waiter.wait(), 5.0)
+            except TimeoutError:
+                break
+            continue
+        sender.send_message(room)
+        sent += 1
 
 
 def cpu_self() -> float:
@@ -388,43 +495,68 @@ async def sio_python_socketio_run(url: str, clients: int, rate: float, duration:
         sios.append(sio)
     for i in range(int(rate * duration)):
         stats.sent += 1
-        await sios[0].emit("send", {"type": "send", "room": "general", "body": stats.body(),
-                                    "nonce": str(i)})
+        await sios[0].emit(
+            "send", {"type": "send", "room": "general", "body": stats.body(), "nonce": str(i)}
+        )
         await asyncio.sleep(1 / rate)
     await wait_delivered(stats, stats.sent * clients, 5)
     for s in sios:
         await s.disconnect()
-    return {"sent": stats.sent, "delivered": stats.delivered,
-            "expected": stats.sent * clients, "latency_ms": percentiles(lat)}
+    return {
+        "sent": stats.sent,
+        "delivered": stats.delivered,
+        "expected": stats.sent * clients,
+        "latency_ms": percentiles(lat),
+    }
 
 
 async def _standalone(args) -> None:
     raise_nofile()
     if args.sio_impl == "python-socketio":
-        print(json.dumps(await sio_python_socketio_run(args.url, args.clients, args.rate,
-                                                       args.duration), indent=2))
+        print(
+            json.dumps(
+                await sio_python_socketio_run(args.url, args.clients, args.rate, args.duration),
+                indent=2,
+            )
+        )
         return
     stats = Stats()
     headers = Headers()
     if args.cookie:
         headers["Cookie"] = args.cookie
-    clients, failures, secs = await connect_many(args.clients, args.url, stats, proto=args.proto,
-                                                  origin=args.origin,
-                                                  cookies=[args.cookie] if args.cookie else None)
+    clients, failures, secs = await connect_many(
+        args.clients,
+        args.url,
+        stats,
+        proto=args.proto,
+        origin=args.origin,
+        cookies=[args.cookie] if args.cookie else None,
+    )
     print(f"connected {len(clients)} ({failures} failed) in {secs:.2f}s")
     cpu0, t0 = cpu_self(), time.perf_counter()
     if args.rate > 0:
         await send_at_rate(clients[0], stats, args.rate, args.duration)
     else:
-        await send_saturating(clients[0], stats, args.duration, len(clients))
+        await send_saturating(clients[0], stats, args.duration, len(clients), window=args.window)
     await wait_delivered(stats, stats.sent * len(clients), 5)
     wall, cpu = time.perf_counter() - t0, cpu_self() - cpu0
     close_all(clients)
-    print(json.dumps({"sent": stats.sent, "delivered": stats.delivered, "unique": stats.unique,
-                      "expected": stats.sent * len(clients), "frames": stats.frames,
-                      "deliveries_per_s": round(stats.delivered / wall),
-                      "loadgen_cpu_s": round(cpu, 2), "wall_s": round(wall, 2),
-                      "latency_ms": percentiles(stats.lat)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "sent": stats.sent,
+                "delivered": stats.delivered,
+                "unique": stats.unique,
+                "expected": stats.sent * len(clients),
+                "frames": stats.frames,
+                "deliveries_per_s": round(stats.delivered / wall),
+                "loadgen_cpu_s": round(cpu, 2),
+                "wall_s": round(wall, 2),
+                "latency_ms": percentiles(stats.lat),
+            },
+            indent=2,
+        )
+    )
 
 
 def main() -> None:
@@ -437,6 +569,7 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--rate", type=float, default=50.0, help="msg/s; 0 = saturate")
     p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--window", type=int, default=20, help="saturating: messages in flight")
     asyncio.run(_standalone(p.parse_args()))
 
 

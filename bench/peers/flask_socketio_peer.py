@@ -24,8 +24,14 @@ from flask_socketio import SocketIO, emit, join_room  # noqa: E402
 from bench.peers.common import Room  # noqa: E402
 
 app = Flask(__name__)
-socketio = SocketIO(app, async_mode="gevent", cors_allowed_origins="*",
-                    logger=False, engineio_logger=False, max_http_buffer_size=65536)
+socketio = SocketIO(
+    app,
+    async_mode="gevent",
+    cors_allowed_origins="*",
+    logger=False,
+    engineio_logger=False,
+    max_http_buffer_size=65536,
+)
 ROOM = Room()
 
 

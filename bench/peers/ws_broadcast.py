@@ -45,8 +45,9 @@ async def main(port: int) -> None:
     stop = asyncio.get_running_loop().create_future()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
     # compression=None: the load generator never offers permessage-deflate either.
-    async with serve(handler, "127.0.0.1", port, compression=None, max_size=65536,
-                     ping_interval=20, backlog=1024):
+    async with serve(
+        handler, "127.0.0.1", port, compression=None, max_size=65536, ping_interval=20, backlog=1024
+    ):
         await stop
 
 
