@@ -23,9 +23,9 @@ CLOSE_SLOW_CONSUMER = 1013
 class Outbox:
     """One connection's bounded queue of encoded events, filled without awaiting.
 
-    When the queue is full, typing and presence events are shed first; if only room
-    events remain the connection is closed with 1013 (it recovers with ``sync``),
-    so a reader that stalls never holds anyone else back.
+    When the queue is full, typing, presence and viewing events are shed first; if
+    only room events remain the connection is closed with 1013 (it recovers with
+    ``sync``), so a reader that stalls never holds anyone else back.
     """
 
     __slots__ = ("_items", "_ready", "limit", "close_code", "close_reason", "channels",
