@@ -132,7 +132,7 @@ class FlushPacer:
     more deliveries per CPU-second, for at most ``tick`` seconds of extra latency.
     """
 
-    def __init__(self, busy_share: float = 0.6, tick: float = 0.005,
+    def __init__(self, busy_share: float = 0.85, tick: float = 0.005,
                  window: float = 0.05) -> None:
         self._busy_share = busy_share
         self._tick = tick
