@@ -17,6 +17,7 @@ from quart.testing import QuartClient
 from chatapp import create_app
 
 from . import pg
+from .servers import Server
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 CSRF_META = re.compile(r'name="csrf-token" content="([^"]+)"')
@@ -165,6 +166,16 @@ class AuthActions:
 @pytest.fixture
 def auth(app: Quart) -> AuthActions:
     return AuthActions(app)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """A real ``hypercorn --config hypercorn.toml`` process on the embedded defaults."""
+    server = Server(tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.kill()
 
 
 @pytest.fixture

@@ -24,6 +24,12 @@ CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 CSRF_META = re.compile(r'name="csrf-token" content="([^"]+)"')
 
 
+def events_of(frame: str | bytes) -> list[dict[str, Any]]:
+    """The events of one server frame: a single event or a JSON array of them."""
+    data = json.loads(frame)
+    return data if isinstance(data, list) else [data]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -18,14 +18,9 @@ import websockets
 
 from . import pg
 from .conftest import need_service, port_open
-from .servers import Browser, Server, free_port
+from .servers import Browser, Server, events_of, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
-
-
-def events_of(frame: str | bytes) -> list[dict[str, Any]]:
-    data = json.loads(frame)
-    return data if isinstance(data, list) else [data]
 
 
 class Client:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,15 +31,6 @@ class CountingBrowser(Browser):
                                           is not None else "GET")
         self.sent.append((method, path, status))
         return status, headers, body
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    server = Server(tmp_path).start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 def access_lines(output: str) -> list[tuple[str, str, int]]:

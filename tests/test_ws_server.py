@@ -8,7 +8,6 @@ import json
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,29 +15,15 @@ import pytest
 import websockets
 from websockets.frames import Frame, Opcode
 
-from .servers import Browser, Server
+from .servers import Browser, Server, events_of
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    server = Server(tmp_path).start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 def user(server: Server, name: str) -> Browser:
     browser = Browser(server.base)
     assert browser.register(name) == 303
     return browser
-
-
-def events_of(frame: str | bytes) -> list[dict[str, Any]]:
-    data = json.loads(frame)
-    return data if isinstance(data, list) else [data]
 
 
 async def close_code(ws: Any, timeout: float = 10) -> int | None:
