@@ -109,6 +109,17 @@ class Accounts:
             await self.storage.touch_session(hashed)
         return record.user
 
+    async def create_api_token(self, user: User, name: str) -> str:
+        """A new bearer token for a bot acting as ``user``; only its hash is stored."""
+        token = "chatapp_" + secrets.token_urlsafe(32)
+        await self.storage.create_api_token(token_hash(token), user.id, name)
+        return token
+
+    async def user_for_api_token(self, token: str) -> User | None:
+        if not token or len(token) > 256:
+            return None
+        return await self.storage.user_for_api_token(token_hash(token))
+
     async def end_session(self, token: str) -> None:
         await self.storage.delete_session(token_hash(token))
 

@@ -14,6 +14,7 @@ from . import ROOT
 def init_app(app: Quart) -> None:
     app.cli.add_command(init_db_command)
     app.cli.add_command(create_user_command)
+    app.cli.add_command(create_token_command)
 
 
 @click.command("init-db")
@@ -64,6 +65,31 @@ def create_user_command(name: str, admin: bool, password: str | None) -> None:
         raise click.ClickException(str(error)) from None
 
 
+@click.command("create-token")
+@click.argument("name")
+@click.option("--label", default="bot", show_default=True, help="What the token is for.")
+def create_token_command(name: str, label: str) -> None:
+    """Create an API token for user NAME (bots: Authorization: Bearer TOKEN)."""
+    from . import create_app
+
+    app = create_app()
+
+    async def run() -> str:
+        svc = app.extensions["chatapp"]
+        await svc.storage.connect()
+        try:
+            user = await svc.storage.user_by_name(name)
+            if user is None:
+                raise click.ClickException(f"no user {name!r}")
+            return str(await svc.accounts.create_api_token(user, label))
+        finally:
+            await svc.storage.close()
+
+    token = asyncio.run(run())
+    click.echo(token)
+    click.echo("Shown once: keep it secret. Send it as 'Authorization: Bearer <token>'.", err=True)
+
+
 @click.command("serve")
 @click.option("--bind", help="Address to listen on, e.g. 127.0.0.1:8000.")
 @click.option("--config", "config_path", default=str(ROOT / "hypercorn.toml"),
@@ -89,4 +115,5 @@ def main() -> None:
 main.add_command(serve_command)
 main.add_command(init_db_command)
 main.add_command(create_user_command)
+main.add_command(create_token_command)
 

@@ -44,11 +44,19 @@ def init_app(app: Quart) -> None:
 
 
 async def load_user() -> None:
-    """Resolve the signed cookie's session token against the server-side record."""
+    """Resolve a bot's bearer token (API only) or the signed cookie's session token."""
     g.user = None
     g.session_token = None
+    g.bearer = False
     if request and request.endpoint == "static":
         return
+    if request and request.path.startswith("/api/"):
+        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            # A bearer header decides alone: a wrong token is a 401, not a cookie retry.
+            g.user = await services().accounts.user_for_api_token(credential.strip())
+            g.bearer = True
+            return
     token = session.get("sid")
     if isinstance(token, str):
         user = await services().accounts.resume_session(token)
@@ -60,6 +68,11 @@ async def load_user() -> None:
 
 def current_user() -> User | None:
     return g.get("user")
+
+
+def bearer_authenticated() -> bool:
+    """Bots authenticate per request; no browser cookie rides along, so no CSRF."""
+    return bool(g.get("bearer")) and g.get("user") is not None
 
 
 def csrf_token() -> str:

@@ -45,7 +45,9 @@ def port_open(host: str, port: int) -> bool:
 
 # The app-level suites run twice: on the embedded defaults (SQLite, memory broker) and
 # on the scale-out backends (PostgreSQL, Redis), so both keep every promise.
-BACKEND_SUITES = {"test_smoke", "test_accounts", "test_api", "test_pages", "test_ws_protocol"}
+BACKEND_SUITES = {
+    "test_smoke", "test_accounts", "test_api", "test_api_tokens", "test_pages", "test_ws_protocol",
+}
 _current_backend = {"name": "embedded"}
 
 

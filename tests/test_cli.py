@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from chatapp.accounts import token_hash
 from chatapp.cli import main
 from chatapp.storage import open_storage
 
@@ -169,3 +170,28 @@ def test_console_script_create_user_reads_stdin(env, tmp_path):
     assert "Created admin dana" in result.stdout
     assert PASSWORD not in result.stdout + result.stderr
     assert (lookup(env, "dana")).is_admin
+
+
+def test_create_token_prints_a_token_that_authenticates(env):
+    assert run(env, "create-user", "robot", input=PASSWORD + "\n").exit_code == 0
+    result = CliRunner().invoke(main, ["create-token", "robot", "--label", "ci"], env=env)
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip().splitlines()[0]
+    assert token.startswith("chatapp_") and len(token) > 40
+
+    async def who() -> object:
+        storage = open_storage(env["CHATAPP_DATABASE_URL"])
+        await storage.connect()
+        try:
+            return await storage.user_for_api_token(token_hash(token))
+        finally:
+            await storage.close()
+
+    user = asyncio.run(who())
+    assert user is not None and user.username == "robot"  # type: ignore[attr-defined]
+
+
+def test_create_token_for_unknown_user_fails(env):
+    result = CliRunner().invoke(main, ["create-token", "nobody"], env=env)
+    assert result.exit_code != 0
+    assert "no user" in result.output

@@ -85,6 +85,13 @@ class Storage(ABC):
     @abstractmethod
     async def delete_session(self, token_hash: str) -> None: ...
 
+    # API tokens (bots)
+    @abstractmethod
+    async def create_api_token(self, token_hash: str, user_id: int, name: str) -> None: ...
+
+    @abstractmethod
+    async def user_for_api_token(self, token_hash: str) -> User | None: ...
+
     # failed logins
     @abstractmethod
     async def record_login_failure(self, keys: list[str]) -> None: ...

@@ -249,6 +249,22 @@ class PostgresStorage(Storage):
     async def delete_session(self, token_hash: str) -> None:
         await self._run("DELETE FROM sessions WHERE token_hash = $1", token_hash)
 
+    # API tokens (bots)
+    async def create_api_token(self, token_hash: str, user_id: int, name: str) -> None:
+        await self._run(
+            "INSERT INTO api_tokens (token_hash, user_id, name, created_at)"
+            " VALUES ($1, $2, $3, $4)",
+            token_hash, user_id, name, utcnow(),
+        )
+
+    async def user_for_api_token(self, token_hash: str) -> User | None:
+        row = await self._one(
+            "SELECT u.id, u.username, u.is_admin, u.password_hash"
+            " FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+            token_hash,
+        )
+        return _user(row) if row else None
+
     # failed logins
     async def record_login_failure(self, keys: list[str]) -> None:
         if not keys:

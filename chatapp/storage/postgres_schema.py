@@ -61,4 +61,14 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX messages_nonce ON messages(author_id, nonce) WHERE nonce IS NOT NULL;
     CREATE INDEX messages_room_id ON messages(room_id, id);
     """,
+    # 2: API tokens for bots (``Authorization: Bearer``); only their hashes are kept
+    """
+    CREATE TABLE api_tokens (
+        token_hash text PRIMARY KEY,
+        user_id bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name text NOT NULL,
+        created_at timestamptz NOT NULL
+    );
+    CREATE INDEX api_tokens_user ON api_tokens(user_id);
+    """,
 ]

@@ -327,6 +327,25 @@ class SQLiteStorage(Storage):
             lambda conn: conn.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
         )
 
+    # API tokens (bots)
+    async def create_api_token(self, token_hash: str, user_id: int, name: str) -> None:
+        now = isoformat(utcnow())
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO api_tokens (token_hash, user_id, name, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (token_hash, user_id, name, now),
+            )
+        )
+
+    async def user_for_api_token(self, token_hash: str) -> User | None:
+        row = await self._one(
+            "SELECT u.id, u.username, u.is_admin, u.password_hash"
+            " FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
+            (token_hash,),
+        )
+        return _user(row) if row else None
+
     # failed logins
     async def record_login_failure(self, keys: list[str]) -> None:
         now = isoformat(utcnow())

@@ -61,4 +61,14 @@ MIGRATIONS: list[str] = [
         UPDATE rooms SET last_seq = NEW.seq WHERE id = NEW.room_id;
     END;
     """,
+    # 2: API tokens for bots (``Authorization: Bearer``); only their hashes are kept
+    """
+    CREATE TABLE api_tokens (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX api_tokens_user ON api_tokens(user_id);
+    """,
 ]

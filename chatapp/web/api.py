@@ -8,7 +8,7 @@ from quart import Blueprint, request
 
 from ..chat import PAGE_DEFAULT, PAGE_MAX, ChatError
 from ..errors import ApiError, json_error
-from ..security import UNSAFE_METHODS, CSRFError, check_csrf, current_user
+from ..security import UNSAFE_METHODS, CSRFError, bearer_authenticated, check_csrf, current_user
 from ..services import services
 from ..storage import User
 
@@ -19,8 +19,8 @@ MAX_ID = 2**63 - 1  # ids are 64-bit in both engines
 @bp.before_request
 async def authenticate() -> None:
     if current_user() is None:
-        raise ApiError(401, "log in first")
-    if request.method in UNSAFE_METHODS:
+        raise ApiError(401, "log in first, or send Authorization: Bearer <token>")
+    if request.method in UNSAFE_METHODS and not bearer_authenticated():
         try:
             check_csrf(request.headers.get("X-CSRF-Token"))
         except CSRFError as error:
