@@ -47,11 +47,14 @@ def port_open(host: str, port: int) -> bool:
 # on the scale-out backends (PostgreSQL, Redis), so both keep every promise.
 BACKEND_SUITES = {
     "test_smoke", "test_accounts", "test_api", "test_api_tokens", "test_pages", "test_ws_protocol",
+    "test_server", "test_ws_server",
 }
 _current_backend = {"name": "embedded"}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("embedded_only"):
+        return
     if metafunc.module.__name__.rsplit(".", 1)[-1] in BACKEND_SUITES:
         metafunc.parametrize("backend", ["embedded", "scaled"], indirect=True)
 
@@ -170,10 +173,16 @@ def auth(app: Quart) -> AuthActions:
     return AuthActions(app)
 
 
+def server_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """Environment for a real server on the current backend's storage and broker."""
+    database, broker = backend_urls(tmp_path)
+    return {"CHATAPP_DATABASE_URL": database, "CHATAPP_BROKER_URL": broker, **overrides}
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    """A real ``hypercorn --config hypercorn.toml`` process on the embedded defaults."""
-    server = Server(tmp_path).start()
+    """A real ``hypercorn --config hypercorn.toml`` process on the current backend."""
+    server = Server(tmp_path, server_env(tmp_path)).start()
     try:
         yield server
     finally:

@@ -15,6 +15,7 @@ import pytest
 import websockets
 from websockets.frames import Frame, Opcode
 
+from .conftest import server_env
 from .servers import Browser, Server, events_of
 
 pytestmark = pytest.mark.slow
@@ -109,7 +110,7 @@ async def test_bad_json_keeps_the_connection_usable(server: Server) -> None:
 
 
 async def test_slow_consumer_is_closed_and_never_slows_others(tmp_path: Path) -> None:
-    server = Server(tmp_path, {"CHATAPP_SEND_RATE": "100000/1"}).start()
+    server = Server(tmp_path, server_env(tmp_path, CHATAPP_SEND_RATE="100000/1")).start()
     try:
         await _slow_consumer(server)
     finally:
@@ -181,7 +182,8 @@ async def test_sigterm_closes_websockets_with_1001_and_exits(server: Server) -> 
 
 
 async def test_kill_9_loses_no_acknowledged_message(tmp_path: Path) -> None:
-    server = Server(tmp_path, {"CHATAPP_SEND_RATE": "100000/1"}).start()
+    env = server_env(tmp_path, CHATAPP_SEND_RATE="100000/1")
+    server = Server(tmp_path, env).start()
     acked: set[int] = set()
     try:
         alice = user(server, "alice")
@@ -209,7 +211,7 @@ async def test_kill_9_loses_no_acknowledged_message(tmp_path: Path) -> None:
     finally:
         server.kill()
     assert len(acked) >= 300
-    restarted = Server(tmp_path, {"CHATAPP_SEND_RATE": "100000/1"}).start()
+    restarted = Server(tmp_path, env).start()
     try:
         alice = Browser(restarted.base)
         assert alice.login("alice") == 303
@@ -234,6 +236,7 @@ def _rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+@pytest.mark.embedded_only
 def test_memory_broker_refuses_several_workers(tmp_path: Path) -> None:
     server = Server(tmp_path).with_workers(2)
     try:
