@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -45,9 +46,23 @@ def _user(row: Any) -> User:
 async def _configure(conn: aiosqlite.Connection) -> None:
     # busy_timeout first: switching to WAL waits for another process's migration.
     await conn.execute("PRAGMA busy_timeout = 10000")
-    await conn.execute("PRAGMA journal_mode = WAL")
+    await _switch_to_wal(conn)
     await conn.execute("PRAGMA foreign_keys = ON")
     await conn.execute("PRAGMA synchronous = NORMAL")
+
+
+async def _switch_to_wal(conn: aiosqlite.Connection, attempts: int = 100) -> None:
+    """Enable WAL, retrying: SQLite answers "locked" at once, without waiting for
+    ``busy_timeout``, when several processes open a new database together (Hypercorn
+    workers starting side by side)."""
+    for attempt in range(attempts):
+        try:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except aiosqlite.OperationalError as error:
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.05 + random.random() * 0.05)
 
 
 class GroupCommitWriter:
