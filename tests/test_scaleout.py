@@ -94,16 +94,20 @@ def pair(tmp_path: Path, broker: str, database: str) -> tuple[Server, Server]:
     return first, second
 
 
+async def alice_on_a_bob_on_b(a: Server, b: Server) -> tuple[Browser, Client, Browser, Client]:
+    """Register alice on one process and bob on the other, each with an open socket."""
+    alice, bob = Browser(a.base), Browser(b.base)
+    assert alice.register("alice") == 303
+    assert bob.register("bob") == 303
+    return alice, await Client.open(a, alice), bob, await Client.open(b, bob)
+
+
 async def test_two_processes_share_rooms_presence_typing_and_sessions(
     tmp_path: Path, database: str
 ) -> None:
     a, b = pair(tmp_path, shared_redis(), database)
     try:
-        alice, bob = Browser(a.base), Browser(b.base)
-        assert alice.register("alice") == 303
-        assert bob.register("bob") == 303
-        on_a = await Client.open(a, alice)
-        on_b = await Client.open(b, bob)
+        alice, on_a, bob, on_b = await alice_on_a_bob_on_b(a, b)
         # Presence crosses over.
         await on_a.wait_for(lambda e: e == {"type": "presence", "user": "bob", "online": True})
         # A message sent on one process reaches the other with its seq.
@@ -133,11 +137,7 @@ async def test_two_processes_share_rooms_presence_typing_and_sessions(
 async def test_killed_process_users_go_offline_elsewhere(tmp_path: Path, database: str) -> None:
     a, b = pair(tmp_path, shared_redis(), database)
     try:
-        alice, bob = Browser(a.base), Browser(b.base)
-        assert alice.register("alice") == 303
-        assert bob.register("bob") == 303
-        on_a = await Client.open(a, alice)
-        on_b = await Client.open(b, bob)
+        alice, on_a, bob, on_b = await alice_on_a_bob_on_b(a, b)
         hello = await on_b.wait_for(lambda e: e["type"] == "hello")
         assert "alice" in hello["online"]
         killed_at = time.monotonic()
