@@ -12,7 +12,13 @@ from typing import Any
 from .broker.hub import Outbox
 from .chat import ChatError, is_text
 from .config import Rate
-from .events import encode, room_channel
+from .events import (
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_TOO_BIG,
+    CLOSE_UNSUPPORTED,
+    encode,
+    room_channel,
+)
 from .ratelimit import SlidingWindow
 from .services import Services
 from .storage import Room, RoomSummary, User
@@ -20,9 +26,6 @@ from .storage import Room, RoomSummary, User
 log = logging.getLogger(__name__)
 
 MAX_REF = 64
-CLOSE_UNSUPPORTED = 1003
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL_ERROR = 1011
 MAX_PIPELINED = 64  # sends of one connection awaiting their commit at once
 MAX_FRAME_BYTES = 64 * 1024
 

@@ -12,6 +12,14 @@ SHEDDABLE_PREFIXES = ('{"type":"typing"', '{"type":"presence"', '{"type":"viewin
 # Events for the connection itself (close it, follow a new room), never sent to clients.
 CONTROL_PREFIX = '{"type":"_'
 
+# Websocket close codes the server sends (SPEC §6, docs/protocol.md).
+CLOSE_GOING_AWAY = 1001  # shutdown, or no frame within the idle timeout
+CLOSE_UNSUPPORTED = 1003  # binary frame
+CLOSE_LOGGED_OUT = 1008  # the session ended
+CLOSE_TOO_BIG = 1009  # frame over 64 KiB
+CLOSE_INTERNAL_ERROR = 1011  # a bug closed this socket alone
+CLOSE_SLOW_CONSUMER = 1013  # the outbox filled: reconnect and sync
+
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
 
 

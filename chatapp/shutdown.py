@@ -18,8 +18,9 @@ from typing import Any
 
 from quart import Quart
 
+from .events import CLOSE_GOING_AWAY
+
 log = logging.getLogger(__name__)
-CLOSE_GOING_AWAY = 1001
 POLL_SECONDS = 0.05
 
 

@@ -10,10 +10,10 @@ import time
 import pytest
 from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
 
-from chatapp.broker.hub import CLOSE_SLOW_CONSUMER, Hub, Outbox
+from chatapp.broker.hub import Hub, Outbox
 from chatapp.broker.memory import MemoryTransport
 from chatapp.connection import HANDLERS
-from chatapp.events import encode, presence_event, room_channel
+from chatapp.events import CLOSE_SLOW_CONSUMER, encode, presence_event, room_channel
 from chatapp.storage import Room, User
 
 from .hashing import cheap_passwords

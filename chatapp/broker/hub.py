@@ -10,14 +10,20 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
-from ..events import CONTROL_PREFIX, MESSAGE_PREFIX, ROOM_PREFIX, is_sheddable, room_event_seq
+from ..events import (
+    CLOSE_SLOW_CONSUMER,
+    CONTROL_PREFIX,
+    MESSAGE_PREFIX,
+    ROOM_PREFIX,
+    is_sheddable,
+    room_event_seq,
+)
 from . import Transport
 
 log = logging.getLogger(__name__)
 
 OUTBOX_LIMIT = 1024  # queued events per connection before it counts as a slow consumer
 FRAME_LIMIT = 256  # events coalesced into one frame at most
-CLOSE_SLOW_CONSUMER = 1013
 
 
 class Outbox:

@@ -9,13 +9,12 @@ from quart.typing import ResponseReturnValue
 
 from ..accounts import AccountError, token_hash
 from ..errors import html_error
-from ..events import encode, session_channel
+from ..events import CLOSE_LOGGED_OUT, encode, session_channel
 from ..security import CSRFError, check_csrf, remote_address, start_session
 from ..services import services
 
 bp = Blueprint("auth", __name__)
 
-CLOSE_LOGGED_OUT = 1008
 FORM_EXPIRED = "The form expired. Please try again."
 
 

@@ -12,17 +12,23 @@ from typing import Any
 from quart import Blueprint, Response, current_app, g, websocket
 
 from ..accounts import token_hash
-from ..broker.hub import CLOSE_SLOW_CONSUMER
 from ..connection import Connection
-from ..events import PRESENCE_CHANNEL, encode, room_channel, session_channel, user_channel
+from ..events import (
+    CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_SLOW_CONSUMER,
+    PRESENCE_CHANNEL,
+    encode,
+    room_channel,
+    session_channel,
+    user_channel,
+)
 from ..security import current_user, origin_allowed
 from ..services import services
 
 bp = Blueprint("ws", __name__)
 log = logging.getLogger(__name__)
 
-CLOSE_GOING_AWAY = 1001
-CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TIMEOUT = 5.0
 
 
