@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeGuard
@@ -12,6 +11,7 @@ from typing import Any, TypeGuard
 from .broker import BrokerError
 from .broker.hub import Hub
 from .events import ROOM_PREFIX, encode, message_event, room_channel, user_channel
+from .ratelimit import Throttle
 from .storage import SYNC_LIMIT, Message, MessagePage, Room, RoomExists, RoomSummary, Storage, User
 
 log = logging.getLogger(__name__)
@@ -22,8 +22,6 @@ MAX_ROOM_NAME = 64
 PAGE_DEFAULT, PAGE_MAX = 50, 200
 TYPING_EVERY = 2.0
 VIEWING_EVERY = 5.0
-# Throttle entries kept before stale ones are pruned (one per user and room).
-THROTTLE_KEYS = 10_000
 ROOM_KINDS = ("public", "private")
 # Past this many missed events a client's next gap leads it to reload the room.
 CATCH_UP_LIMIT = 2000
@@ -116,8 +114,8 @@ class Chat:
     def __init__(self, storage: Storage, hub: Hub) -> None:
         self.storage = storage
         self.hub = hub
-        self._typing_sent: dict[tuple[int, int], float] = {}
-        self._viewing_sent: dict[tuple[int, int], float] = {}
+        self._typing_sent = Throttle(TYPING_EVERY)
+        self._viewing_sent = Throttle(VIEWING_EVERY)
         self.stored_counter: Any = None  # a metrics counter, when metrics are on
 
     async def room_for(self, user: User, slug: Any, *, to_write: bool = False) -> Room:
@@ -198,12 +196,8 @@ class Chat:
 
     async def typing(self, user: User, room: Room) -> None:
         """Tell the room someone is typing, at most once per 2 s per user and room."""
-        key, now = (user.id, room.id), time.monotonic()
-        if now - self._typing_sent.get(key, 0.0) < TYPING_EVERY:
+        if not self._typing_sent.allow((user.id, room.id)):
             return
-        if len(self._typing_sent) > 10_000:
-            self._typing_sent.clear()
-        self._typing_sent[key] = now
         await self._publish(room_channel(room.slug), encode("typing", room=room.slug,
                                                                user=user.username))
 
@@ -212,17 +206,8 @@ class Chat:
 
         Nothing is stored: clients forget a viewer they have not heard from lately.
         """
-        sent, key, now = self._viewing_sent, (user.id, room.id), time.monotonic()
-        if now - sent.get(key, -VIEWING_EVERY) < VIEWING_EVERY:
+        if not self._viewing_sent.allow((user.id, room.id)):
             return
-        if len(sent) >= THROTTLE_KEYS:
-            # Entries past the window throttle nothing: drop them (and, should every
-            # one still be live, all of them: a few early relays at worst).
-            for stale in [k for k, at in sent.items() if now - at >= VIEWING_EVERY]:
-                del sent[stale]
-            if len(sent) >= THROTTLE_KEYS:
-                sent.clear()
-        sent[key] = now
         await self._publish(room_channel(room.slug), encode("viewing", room=room.slug,
                                                                user=user.username))
 

@@ -72,3 +72,33 @@ class KeyedLimiter:
         else:
             self._buckets.move_to_end(key)
         return bucket.take()
+
+
+class Throttle:
+    """At most one event per ``every`` seconds per key (typing, viewing relays).
+
+    Remembers at most ``max_keys`` keys, forgetting the longest-quiet first: a
+    forgotten key costs one early relay at worst, never unbounded memory.
+    """
+
+    def __init__(self, every: float, max_keys: int = 10_000) -> None:
+        self.every = every
+        self.max_keys = max_keys
+        self._last: OrderedDict[object, float] = OrderedDict()
+
+    def allow(self, key: object) -> bool:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.every:
+            return False
+        self._last[key] = now
+        self._last.move_to_end(key)
+        while len(self._last) > self.max_keys:
+            self._last.popitem(last=False)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._last

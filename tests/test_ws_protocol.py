@@ -822,7 +822,7 @@ async def test_viewing_is_relayed_at_most_once_per_5s(auth, app, monkeypatch):
         await a.until_pong()  # the second viewing has been handled
         assert of_type(await b.until_pong(), "viewing") == []
         # Once the window is over (shortened here) the next one goes out again.
-        monkeypatch.setattr("chatapp.chat.VIEWING_EVERY", 0.05)
+        monkeypatch.setattr(app.extensions["chatapp"].chat._viewing_sent, "every", 0.05)
         await asyncio.sleep(0.1)
         await a.send("viewing", room=GENERAL)
         assert (await b.expect("viewing"))["user"] == "alice"
@@ -830,7 +830,7 @@ async def test_viewing_is_relayed_at_most_once_per_5s(auth, app, monkeypatch):
 
 async def test_viewing_throttle_keeps_a_bounded_number_of_keys(app, monkeypatch):
     chat = app.extensions["chatapp"].chat
-    monkeypatch.setattr("chatapp.chat.THROTTLE_KEYS", 8)
+    monkeypatch.setattr(chat._viewing_sent, "max_keys", 8)
     room = Room(1, GENERAL, "General", "public", 0)
     for i in range(30):
         await chat.viewing(User(1000 + i, f"user{i}", False, "x"), room)
