@@ -3,6 +3,7 @@
 import logging
 
 from . import create_app
+from .wire import install as _install_wire
 from .wsguard import install as _install_websocket_guards
 
 # One line per websocket open/close beside Hypercorn's access log; never secrets.
@@ -11,4 +12,5 @@ logging.basicConfig(
     format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
 )
 _install_websocket_guards()
+_install_wire()
 app = create_app()

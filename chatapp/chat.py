@@ -10,7 +10,14 @@ from typing import Any, TypeGuard
 
 from .broker import BrokerError
 from .broker.hub import Hub
-from .events import ROOM_PREFIX, encode, message_event, room_channel, user_channel
+from .events import (
+    ROOM_PREFIX,
+    encode,
+    message_event,
+    message_json,
+    room_channel,
+    user_channel,
+)
 from .ratelimit import Throttle
 from .storage import SYNC_LIMIT, Message, MessagePage, Room, RoomExists, RoomSummary, Storage, User
 
@@ -138,17 +145,22 @@ class Chat:
         room: Room,
         body: Any,
         nonce: Any,
-        stored: Callable[[Message], None] | None = None,
+        stored: Callable[[Message, str], None] | None = None,
     ) -> Message:
-        """Store a message (commit), tell ``stored`` (the sender's ack), then publish."""
+        """Store a message (commit), tell ``stored`` (the sender's ack), then publish.
+
+        ``stored`` gets the message and its JSON (``message_json``), encoded once for
+        the ack and the room event.
+        """
         text, nonce = clean_body(body), clean_nonce(nonce)
         message, created = await self.storage.add_message(room.id, user.id, text, nonce)
+        encoded = message_json(message)
         if stored is not None:
-            stored(message)
+            stored(message, encoded)
         if created and self.stored_counter is not None:
             self.stored_counter.inc()
         if created:
-            await self._publish(room_channel(room.slug), message_event(message))
+            await self._publish(room_channel(room.slug), message_event(message, encoded))
         return message
 
     async def history(

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -13,15 +14,17 @@ from .broker.hub import Outbox
 from .chat import ChatError, is_text
 from .config import Rate
 from .events import (
+    CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
     CLOSE_TOO_BIG,
     CLOSE_UNSUPPORTED,
+    ack_event,
     encode,
     room_channel,
 )
 from .ratelimit import SlidingWindow
 from .services import Services
-from .storage import Room, RoomSummary, User
+from .storage import Message, Room, RoomSummary, User
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,33 @@ class Connection:
         # so the hot path (send, typing, read) needs no database read to authorize.
         self.rooms: dict[str, Room] = {}
         self._sends: set[asyncio.Task[None]] = set()
+        self._idle_timeout = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self.last_frame_at = 0.0
+
+    def watch_idle(self, timeout: float) -> None:
+        """Close with 1001 once no frame has come for ``timeout`` seconds.
+
+        One timer per connection, moved on only when it fires: a frame just notes
+        the time (a timeout per receive would cost a timer and a task per frame).
+        """
+        loop = asyncio.get_running_loop()
+        self._idle_timeout = timeout
+        self.last_frame_at = loop.time()
+        self._idle_timer = loop.call_at(self.last_frame_at + timeout, self._check_idle, loop)
+
+    def _check_idle(self, loop: asyncio.AbstractEventLoop) -> None:
+        deadline = self.last_frame_at + self._idle_timeout
+        if loop.time() < deadline:
+            self._idle_timer = loop.call_at(deadline, self._check_idle, loop)
+        else:
+            self._idle_timer = None
+            self.outbox.close(CLOSE_GOING_AWAY, "no frame within the idle timeout")
+
+    def stop_watching_idle(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
 
     def remember_rooms(self, summaries: Iterable[RoomSummary]) -> None:
         for s in summaries:
@@ -67,6 +97,7 @@ class Connection:
 
     # frames from the client
     async def receive(self, data: str | bytes) -> None:
+        self.last_frame_at = time.monotonic()  # the event loop's clock
         if isinstance(data, bytes):
             self.outbox.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
             return
@@ -137,12 +168,17 @@ class Connection:
             if is_text(nonce) and len(nonce) <= MAX_REF:
                 fields["nonce"] = nonce
         fields.update(extra)
-        self.outbox.push(encode("error", **fields))
+        self.push(encode("error", **fields))
 
     def reply(self, event_type: str, ref: str | None, **fields: Any) -> None:
         if ref is not None:
             fields["ref"] = ref
-        self.outbox.push(encode(event_type, **fields))
+        self.push(encode(event_type, **fields))
+
+    def push(self, payload: str) -> None:
+        """Send an event to this connection alone."""
+        if self.outbox.push(payload):
+            self.services.hub.count_written(1)
 
     # control events from the broker (never forwarded to the client as they are)
     def on_control(self, payload: str) -> None:
@@ -159,7 +195,7 @@ class Connection:
             self.rooms.pop(event["room"], None)
             hub.spawn(hub.remove(self.outbox, room_channel(event["room"])), name="ws-leave")
         elif kind == "_read" and event.get("origin") != self.id:
-            self.outbox.push(encode("read", room=event["room"], seq=event["seq"]))
+            self.push(encode("read", room=event["room"], seq=event["seq"]))
 
 
 async def _send(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:
@@ -173,8 +209,8 @@ async def _send(conn: Connection, frame: dict[str, Any], ref: str | None) -> Non
         raise FrameError("invalid", "send needs a nonce (a string of at most 64 chars)")
     room = await conn.member_room(frame.get("room"))
 
-    def acknowledge(message: Any) -> None:
-        conn.reply("ack", ref, nonce=message.nonce, message=message.to_json())
+    def acknowledge(message: Message, encoded: str) -> None:
+        conn.push(ack_event(message, encoded, ref))
 
     await chat.post(conn.user, room, frame.get("body"), frame.get("nonce"), acknowledge)
 
@@ -183,7 +219,7 @@ async def _sync(conn: Connection, frame: dict[str, Any], ref: str | None) -> Non
     chat = conn.services.chat
     room = await chat.room_for(conn.user, frame.get("room"))
     result = await chat.sync(room, frame.get("after"))
-    conn.outbox.push(result.encode(ref))
+    conn.push(result.encode(ref))
 
 
 async def _typing(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:

@@ -28,8 +28,24 @@ def encode(event_type: str, **fields: Any) -> str:
     return _encoder.encode({"type": event_type, **fields})
 
 
-def message_event(message: Message) -> str:
-    return encode("message", room=message.room, seq=message.seq, message=message.to_json())
+def message_json(message: Message) -> str:
+    """A stored message as JSON, encoded once for its ack and its room event."""
+    return _encoder.encode(message.to_json())
+
+
+def message_event(message: Message, body: str | None = None) -> str:
+    """The room event; ``body`` is ``message_json(message)`` when already encoded."""
+    if body is None:
+        body = message_json(message)
+    room = _encoder.encode(message.room)
+    return f'{{"type":"message","room":{room},"seq":{message.seq},"message":{body}}}'
+
+
+def ack_event(message: Message, body: str, ref: str | None) -> str:
+    """The sender's ack: ``ref`` (if any) and ``nonce`` beside the stored message."""
+    ref_field = "" if ref is None else f',"ref":{_encoder.encode(ref)}'
+    nonce = _encoder.encode(message.nonce)
+    return f'{{"type":"ack"{ref_field},"nonce":{nonce},"message":{body}}}'
 
 
 def presence_event(username: str, online: bool) -> str:

@@ -43,7 +43,8 @@ def init_app(app: Quart) -> None:
     config = app.config
     storage = open_storage(config["CHATAPP_DATABASE_URL"])
     transport = open_transport(config["CHATAPP_BROKER_URL"])
-    hub = Hub(transport)
+    metrics = create_metrics()
+    hub = Hub(transport, metrics)
     services = Services(
         storage=storage,
         transport=transport,
@@ -52,7 +53,7 @@ def init_app(app: Quart) -> None:
         accounts=Accounts(storage, Passwords()),
         chat=Chat(storage, hub),
         api_limiter=KeyedLimiter(config["CHATAPP_API_RATE"]),
-        metrics=create_metrics(),
+        metrics=metrics,
     )
     services.chat.stored_counter = services.metrics.messages_stored
     hub.catch_up = services.chat.catch_up

@@ -18,6 +18,8 @@ from ..events import (
     is_sheddable,
     room_event_seq,
 )
+from ..metrics import Metrics
+from ..wire import Wire, text_frame
 from . import Transport
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,8 @@ class Outbox:
     """
 
     __slots__ = ("_items", "_ready", "limit", "close_code", "close_reason", "channels",
-                 "on_control", "shed", "own_typing_suffix", "oldest_at", "frame_events")
+                 "on_control", "shed", "own_typing_suffix", "oldest_at", "frame_events",
+                 "wire")
 
     def __init__(
         self, limit: int = OUTBOX_LIMIT, on_control: Callable[[str], None] | None = None
@@ -54,29 +57,42 @@ class Outbox:
         # carried: the fan-out latency and delivery metrics.
         self.oldest_at = 0.0
         self.frame_events = 0
+        # Set once the connection's first frame is queued: while nothing is queued,
+        # an event is written straight to the socket instead (see ``wire``).
+        self.wire: Wire | None = None
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def push(self, payload: str) -> None:
+    def push(self, payload: str, frame: bytes | None = None) -> bool:
+        """Deliver or queue an event; True if it was written to the socket at once.
+
+        ``frame`` is the event already framed by ``text_frame`` (a broadcast frames
+        once for every recipient).
+        """
         if self.close_code is not None:
-            return
+            return False
         if payload.startswith(CONTROL_PREFIX):
             if self.on_control is not None:
                 self.on_control(payload)
-            return
+            return False
         if (
             self.own_typing_suffix is not None
             and payload.endswith(self.own_typing_suffix)
             and payload.startswith('{"type":"typing"')
         ):
-            return
-        if len(self._items) >= self.limit and not self._make_room(payload):
-            return
-        if not self._items:
+            return False
+        items = self._items
+        if not items:
+            wire = self.wire
+            if wire is not None and wire.write(frame or text_frame(payload)):
+                return True
             self.oldest_at = time.monotonic()
-        self._items.append(payload)
+        elif len(items) >= self.limit and not self._make_room(payload):
+            return False
+        items.append(payload)
         self._ready.set()
+        return False
 
     def push_first(self, payload: str) -> None:
         """Queue an event ahead of everything else (the connection's ``hello``)."""
@@ -177,8 +193,9 @@ class Hub:
     The transport is subscribed to a channel only while a local outbox wants it.
     """
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, metrics: Metrics | None = None) -> None:
         self.transport = transport
+        self.metrics = metrics
         self.pacer = FlushPacer()
         self._channels: dict[str, set[Outbox]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -209,9 +226,24 @@ class Hub:
         outboxes = self._channels.get(channel)
         if payload.startswith(MESSAGE_PREFIX):
             self.note_seq(channel, room_event_seq(payload))
-        if outboxes:
-            for outbox in tuple(outboxes):
-                outbox.push(payload)
+        if not outboxes:
+            return
+        started = time.monotonic()
+        frame = None if payload.startswith(CONTROL_PREFIX) else text_frame(payload)
+        written = 0
+        for outbox in tuple(outboxes):
+            written += outbox.push(payload, frame)
+        if written:
+            self.count_written(written, time.monotonic() - started)
+
+    def count_written(self, events: int, elapsed: float | None = None) -> None:
+        """Account for events written straight to sockets (one frame each)."""
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.events_delivered.inc(events)
+            metrics.frames_sent.inc(events)
+            if elapsed is not None:
+                metrics.fanout_latency.observe(elapsed)
 
     def note_seq(self, channel: str, seq: int) -> None:
         """Record a seq a client of this process has seen (its hello's snapshot)."""

@@ -7,7 +7,9 @@ import contextlib
 import logging
 import random
 import secrets
-from collections.abc import Awaitable, Callable
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,7 +36,7 @@ from .sqlite_schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-WriteOp = Callable[[aiosqlite.Connection], Awaitable[Any]]
+WriteOp = Callable[[sqlite3.Connection], Any]  # runs on the writer thread
 
 MAX_BATCH = 512
 MAX_PENDING_WRITES = 20_000
@@ -43,12 +45,16 @@ def _user(row: Any) -> User:
     return User(id=row[0], username=row[1], is_admin=bool(row[2]), password_hash=row[3])
 
 
+# busy_timeout first: switching to WAL waits for another process's migration.
+PRAGMAS = ("PRAGMA busy_timeout = 10000", "PRAGMA foreign_keys = ON",
+           "PRAGMA synchronous = NORMAL")
+
+
 async def _configure(conn: aiosqlite.Connection) -> None:
-    # busy_timeout first: switching to WAL waits for another process's migration.
-    await conn.execute("PRAGMA busy_timeout = 10000")
+    await conn.execute(PRAGMAS[0])
     await _switch_to_wal(conn)
-    await conn.execute("PRAGMA foreign_keys = ON")
-    await conn.execute("PRAGMA synchronous = NORMAL")
+    for pragma in PRAGMAS[1:]:
+        await conn.execute(pragma)
 
 
 async def _switch_to_wal(conn: aiosqlite.Connection, attempts: int = 100) -> None:
@@ -66,25 +72,37 @@ async def _switch_to_wal(conn: aiosqlite.Connection, attempts: int = 100) -> Non
 
 
 class GroupCommitWriter:
-    """Runs every write on one connection, committing queued writes together.
+    """Runs every write on one connection in its own thread, committing queued writes
+    together.
 
-    Each write is an async function of the connection that either succeeds or leaves
-    no change (one statement, or its own savepoint). Its caller hears back only after
-    the batch's COMMIT, so nothing is acknowledged before it is durable. ``BEGIN
-    IMMEDIATE`` takes the write lock up front: a transaction never fails on a
+    Each write is a function of the connection that either succeeds or leaves no
+    change (one statement, or its own savepoint). A batch goes to the thread in one
+    hop (``BEGIN IMMEDIATE``, the writes, ``COMMIT``), not one per statement; callers
+    hear back only after the COMMIT, so nothing is acknowledged before it is durable.
+    ``BEGIN IMMEDIATE`` takes the write lock up front: a transaction never fails on a
     read-to-write upgrade.
     """
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._queue: asyncio.Queue[tuple[WriteOp | NewMessage, asyncio.Future[Any]]] = (
             asyncio.Queue(MAX_PENDING_WRITES)
         )
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        await self._in_thread(self._open)
         self._task = asyncio.create_task(self._run(), name="sqlite-writer")
         self._task.add_done_callback(_log_crash)
+
+    def _open(self) -> None:
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below).
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        for pragma in PRAGMAS:
+            conn.execute(pragma)
+        self._conn = conn
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -94,11 +112,19 @@ class GroupCommitWriter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
+        if self._conn is not None:
+            await self._in_thread(self._conn.close)
+            self._conn = None
+        self._thread.shutdown(wait=False)
 
-    async def write(self, op: Callable[[aiosqlite.Connection], Awaitable[T]] | NewMessage) -> T:
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def write(self, op: WriteOp | NewMessage) -> Any:
         if self._task is None or self._task.done():
             raise StorageError("the database writer is not running")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait((op, future))
         except asyncio.QueueFull:
@@ -111,60 +137,62 @@ class GroupCommitWriter:
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._commit(batch)
+                outcomes = await self._in_thread(self._commit, [op for op, _ in batch])
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():  # the caller went away; the write still landed
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _commit(self, batch: list[tuple[WriteOp | NewMessage, asyncio.Future[Any]]]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], Any]] = []
+    def _commit(self, ops: list[WriteOp | NewMessage]) -> list[Any]:
+        """On the writer thread: one transaction for the batch; an outcome per op."""
+        conn = self._conn
+        assert conn is not None
+        outcomes: list[Any] = []
         try:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            run: list[tuple[NewMessage, asyncio.Future[Any]]] = []
-            for op, future in batch:
+            conn.execute("BEGIN IMMEDIATE")
+            run: list[NewMessage] = []
+            for op in ops:
                 if isinstance(op, NewMessage):
-                    run.append((op, future))
+                    run.append(op)
                     continue
-                outcomes += await self._insert(run)
+                outcomes += _insert(conn, run)
                 run = []
                 try:
-                    outcomes.append((future, await op(self._conn)))
-                except (aiosqlite.Error, StorageError) as exc:
-                    outcomes.append((future, exc))
-            outcomes += await self._insert(run)
-            await self._conn.commit()
-        except aiosqlite.Error as exc:
-            log.exception("write batch of %d failed", len(batch))
-            with contextlib.suppress(aiosqlite.Error):
-                await self._conn.rollback()
+                    outcomes.append(op(conn))
+                except (sqlite3.Error, StorageError) as exc:
+                    outcomes.append(exc)
+            outcomes += _insert(conn, run)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.exception("write batch of %d failed", len(ops))
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
             failure = StorageError(f"database write failed: {exc}")
-            outcomes = [(future, failure) for _, future in batch]
-        for future, outcome in outcomes:
-            if future.done():  # the caller went away (cancelled); the write still landed
-                continue
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+            outcomes = [failure] * len(ops)
+        return outcomes
 
-    async def _insert(
-        self, run: list[tuple[NewMessage, asyncio.Future[Any]]]
-    ) -> list[tuple[asyncio.Future[Any], Any]]:
-        """Insert a run of messages together; if that fails, one by one."""
-        if not run:
-            return []
-        messages = [new for new, _ in run]
-        try:
-            results = await insert_messages(self._conn, messages)
-        except (aiosqlite.Error, StorageError):
-            # A failed statement changed nothing: find the culprit message by message.
-            results = []
-            for new in messages:
-                try:
-                    results += await insert_messages(self._conn, [new])
-                except (aiosqlite.Error, StorageError) as exc:
-                    results.append(exc)
-        return [(future, result) for (_, future), result in zip(run, results, strict=True)]
+
+def _insert(conn: sqlite3.Connection, run: list[NewMessage]) -> list[Any]:
+    """Insert a run of messages together; if that fails, one by one."""
+    if not run:
+        return []
+    try:
+        return insert_messages(conn, run)
+    except (sqlite3.Error, StorageError):
+        # A failed statement changed nothing: find the culprit message by message.
+        results: list[Any] = []
+        for new in run:
+            try:
+                results += insert_messages(conn, [new])
+            except (sqlite3.Error, StorageError) as exc:
+                results.append(exc)
+        return results
 
 
 def _log_crash(task: asyncio.Task[Any]) -> None:
@@ -176,32 +204,28 @@ class SQLiteStorage(Storage):
     def __init__(self, path: str) -> None:
         self._path = path
         self._reader: aiosqlite.Connection | None = None
-        self._writer_conn: aiosqlite.Connection | None = None
         self._writer: GroupCommitWriter | None = None
 
     async def connect(self) -> None:
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE in the writer).
-        self._writer_conn = await aiosqlite.connect(self._path, isolation_level=None)
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE).
+        self._reader = await aiosqlite.connect(self._path, isolation_level=None)
         try:
-            await _configure(self._writer_conn)
-            await self._migrate(self._writer_conn)
-            self._reader = await aiosqlite.connect(self._path, isolation_level=None)
             await _configure(self._reader)
+            await self._migrate(self._reader)
+            self._writer = GroupCommitWriter(self._path)
+            await self._writer.start()
         except BaseException:
             await self.close()
             raise
-        self._writer = GroupCommitWriter(self._writer_conn)
-        self._writer.start()
 
     async def close(self) -> None:
         if self._writer is not None:
             await self._writer.stop()
-        for conn in (self._reader, self._writer_conn):
-            if conn is not None:
-                await conn.close()
-        self._reader = self._writer_conn = self._writer = None
+        if self._reader is not None:
+            await self._reader.close()
+        self._reader = self._writer = None
 
     async def _migrate(self, conn: aiosqlite.Connection) -> None:
         async with conn.execute("PRAGMA user_version") as cursor:
@@ -240,7 +264,7 @@ class SQLiteStorage(Storage):
             raise StorageError("storage is not connected")
         return self._reader
 
-    async def _write(self, op: Callable[[aiosqlite.Connection], Awaitable[T]] | NewMessage) -> T:
+    async def _write(self, op: Callable[[sqlite3.Connection], T] | NewMessage) -> T:
         if self._writer is None:
             raise StorageError("storage is not connected")
         return await self._writer.write(op)
@@ -264,28 +288,28 @@ class SQLiteStorage(Storage):
     async def create_user(self, username: str, password_hash: str, *, admin: bool = False) -> User:
         now = isoformat(utcnow())
 
-        async def op(conn: aiosqlite.Connection) -> User:
-            await conn.execute("SAVEPOINT create_user")
+        def op(conn: sqlite3.Connection) -> User:
+            conn.execute("SAVEPOINT create_user")
             try:
-                cursor = await conn.execute(
+                cursor = conn.execute(
                     "INSERT INTO users"
                     " (username, username_key, password_hash, is_admin, created_at)"
                     " VALUES (?, ?, ?, ? OR NOT EXISTS (SELECT 1 FROM users), ?)"
                     " RETURNING id, username, is_admin, password_hash",
                     (username, username.casefold(), password_hash, admin, now),
                 )
-                user = _user(await cursor.fetchone())
-                await cursor.close()
-                await conn.execute(
+                user = _user(cursor.fetchone())
+                cursor.close()
+                conn.execute(
                     "INSERT INTO memberships (user_id, room_id, joined_at)"
                     " SELECT ?, id, ? FROM rooms WHERE slug = ?",
                     (user.id, now, GENERAL_ROOM),
                 )
-            except aiosqlite.IntegrityError:
-                await conn.execute("ROLLBACK TO create_user")
-                await conn.execute("RELEASE create_user")
+            except sqlite3.IntegrityError:
+                conn.execute("ROLLBACK TO create_user")
+                conn.execute("RELEASE create_user")
                 raise UsernameTaken(username) from None
-            await conn.execute("RELEASE create_user")
+            conn.execute("RELEASE create_user")
             return user
 
         return await self._write(op)
@@ -382,26 +406,26 @@ class SQLiteStorage(Storage):
     async def create_room(self, slug: str, name: str, kind: str, creator_id: int) -> Room:
         now = isoformat(utcnow())
 
-        async def op(conn: aiosqlite.Connection) -> Room:
-            await conn.execute("SAVEPOINT create_room")
+        def op(conn: sqlite3.Connection) -> Room:
+            conn.execute("SAVEPOINT create_room")
             try:
-                cursor = await conn.execute(
+                cursor = conn.execute(
                     "INSERT INTO rooms (slug, name, kind, created_by, created_at)"
                     " VALUES (?, ?, ?, ?, ?) RETURNING id",
                     (slug, name, kind, creator_id, now),
                 )
-                row = await cursor.fetchone()
-                await cursor.close()
+                row = cursor.fetchone()
+                cursor.close()
                 assert row is not None
-                await conn.execute(
+                conn.execute(
                     "INSERT INTO memberships (user_id, room_id, joined_at) VALUES (?, ?, ?)",
                     (creator_id, row[0], now),
                 )
-            except aiosqlite.IntegrityError:
-                await conn.execute("ROLLBACK TO create_room")
-                await conn.execute("RELEASE create_room")
+            except sqlite3.IntegrityError:
+                conn.execute("ROLLBACK TO create_room")
+                conn.execute("RELEASE create_room")
                 raise RoomExists(slug) from None
-            await conn.execute("RELEASE create_room")
+            conn.execute("RELEASE create_room")
             return Room(row[0], slug, name, kind, 0)
 
         return await self._write(op)
@@ -456,15 +480,15 @@ class SQLiteStorage(Storage):
         )
 
     async def mark_read(self, user_id: int, room_id: int, seq: int) -> int:
-        async def op(conn: aiosqlite.Connection) -> int:
-            cursor = await conn.execute(
+        def op(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
                 "UPDATE memberships SET last_read_seq = MAX(last_read_seq,"
                 " MIN(?, (SELECT last_seq FROM rooms WHERE id = ?)))"
                 " WHERE user_id = ? AND room_id = ? RETURNING last_read_seq",
                 (seq, room_id, user_id, room_id),
             )
-            row = await cursor.fetchone()
-            await cursor.close()
+            row = cursor.fetchone()
+            cursor.close()
             return int(row[0]) if row else 0
 
         return await self._write(op)

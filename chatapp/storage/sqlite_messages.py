@@ -1,18 +1,16 @@
 """Group insert of messages for the SQLite writer: a whole batch in a few statements.
 
-Inserting message by message costs one trip to the database thread each; under load
-that, not SQLite, is the limit. Here a batch of sends takes three statements: read
-the rooms' counters and the names, look up repeated nonces, insert every new row
-with its seq. The writer holds the write lock (``BEGIN IMMEDIATE``), so the counters
-cannot move between the read and the insert.
+Runs on the writer's thread, inside its transaction. A batch of sends takes three
+statements, not three per message: read the rooms' counters and the names, look up
+repeated nonces, insert every new row with its seq. The writer holds the write lock
+(``BEGIN IMMEDIATE``), so the counters cannot move between the read and the insert.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
-
-import aiosqlite
 
 from . import Message, StorageError
 
@@ -36,15 +34,15 @@ class NewMessage:
 Outcome = tuple[Message, bool] | BaseException
 
 
-async def insert_messages(conn: aiosqlite.Connection, batch: list[NewMessage]) -> list[Outcome]:
+def insert_messages(conn: sqlite3.Connection, batch: list[NewMessage]) -> list[Outcome]:
     """Store a batch in order; each gets (message, created) or its own error."""
     room_ids = sorted({m.room_id for m in batch})
     user_ids = sorted({m.author_id for m in batch})
-    rows = await conn.execute_fetchall(
+    rows = conn.execute(
         f"SELECT 0, id, slug, last_seq FROM rooms WHERE id IN ({_marks(room_ids)})"
         f" UNION ALL SELECT 1, id, username, 0 FROM users WHERE id IN ({_marks(user_ids)})",
         (*room_ids, *user_ids),
-    )
+    ).fetchall()
     slugs: dict[int, str] = {}
     last_seq: dict[int, int] = {}
     usernames: dict[int, str] = {}
@@ -54,7 +52,7 @@ async def insert_messages(conn: aiosqlite.Connection, batch: list[NewMessage]) -
         else:
             usernames[key] = name
 
-    stored = await _stored_nonces(conn, batch)
+    stored = _stored_nonces(conn, batch)
     outcomes: list[Outcome | None] = [None] * len(batch)
     first_of: dict[tuple[int, str], int] = {}
     fresh: list[tuple[int, int]] = []  # (index in batch, seq)
@@ -79,11 +77,11 @@ async def insert_messages(conn: aiosqlite.Connection, batch: list[NewMessage]) -
         for index, seq in fresh:
             new = batch[index]
             params += [new.room_id, seq, new.author_id, new.body, new.nonce, new.created_at]
-        inserted = await conn.execute_fetchall(
+        inserted = conn.execute(
             "INSERT INTO messages (room_id, seq, author_id, body, nonce, created_at)"
             f" VALUES {values} RETURNING id, room_id, seq",
             params,
-        )
+        ).fetchall()
         ids = {(room_id, seq): message_id for message_id, room_id, seq in inserted}
         for index, seq in fresh:
             new = batch[index]
@@ -100,18 +98,18 @@ async def insert_messages(conn: aiosqlite.Connection, batch: list[NewMessage]) -
     return outcomes  # type: ignore[return-value]
 
 
-async def _stored_nonces(
-    conn: aiosqlite.Connection, batch: list[NewMessage]
+def _stored_nonces(
+    conn: sqlite3.Connection, batch: list[NewMessage]
 ) -> dict[tuple[int, str], Message]:
     keys = sorted({(m.author_id, m.nonce) for m in batch if m.nonce is not None})
     if not keys:
         return {}
     params = [part for key in keys for part in key]
-    rows = await conn.execute_fetchall(
+    rows = conn.execute(
         f"SELECT {MESSAGE_COLUMNS}, m.author_id FROM {MESSAGE_FROM}"
         f" WHERE (m.author_id, m.nonce) IN (VALUES {','.join('(?,?)' for _ in keys)})",
         params,
-    )
+    ).fetchall()
     return {(row[8], row[6]): message_from_row(row) for row in rows}
 
 

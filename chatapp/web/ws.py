@@ -14,7 +14,6 @@ from quart import Blueprint, Response, current_app, g, websocket
 from ..accounts import token_hash
 from ..connection import Connection
 from ..events import (
-    CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
     CLOSE_SLOW_CONSUMER,
     PRESENCE_CHANNEL,
@@ -25,6 +24,7 @@ from ..events import (
 )
 from ..security import current_user, origin_allowed
 from ..services import services
+from ..wire import Wire, text_frame, wire_of
 
 bp = Blueprint("ws", __name__)
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ async def ws() -> Any:
     channels += [user_channel(user.id), session_channel(token_hash(g.session_token)),
                  PRESENCE_CHANNEL]
     await websocket.accept()
+    wire = wire_of(websocket.scope)
     log.info("websocket open user=%s conn=%s", user.username, conn.id)
     svc.connections.add(conn)
     svc.metrics.connections.inc()
@@ -68,7 +69,10 @@ async def ws() -> Any:
                     epoch=await svc.storage.epoch(),
                 )
                 conn.outbox.push_first(hello)
-                await _pump(conn, current_app.config["CHATAPP_IDLE_TIMEOUT"])
+                if wire is not None and wire.framed:
+                    # Queued behind the hello: from now on events may skip the queue.
+                    conn.outbox.wire = wire
+                await _pump(conn, wire, current_app.config["CHATAPP_IDLE_TIMEOUT"])
             finally:
                 await asyncio.shield(svc.presence.disconnected(user.username))
     finally:
@@ -82,12 +86,15 @@ async def ws() -> Any:
         )
 
 
-async def _pump(conn: Connection, idle_timeout: float) -> None:
-    reader = asyncio.create_task(_read(conn, idle_timeout), name=f"ws-read-{conn.id}")
+async def _pump(conn: Connection, wire: Wire | None, idle_timeout: float) -> None:
+    receive = wire.receive if wire is not None and wire.claim() else websocket.receive
+    reader = asyncio.create_task(_read(conn, receive), name=f"ws-read-{conn.id}")
     writer = asyncio.create_task(_write(conn), name=f"ws-write-{conn.id}")
+    conn.watch_idle(idle_timeout)
     try:
         await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        conn.stop_watching_idle()
         for task in (reader, writer):
             task.cancel()
         conn.cancel_pending()
@@ -108,13 +115,11 @@ async def _pump(conn: Connection, idle_timeout: float) -> None:
             )
 
 
-async def _read(conn: Connection, idle_timeout: float) -> None:
-    """Receive frames; a client silent for ``idle_timeout`` is presumed gone."""
+async def _read(conn: Connection, receive: Callable[[], Awaitable[str | bytes | None]]) -> None:
+    """Receive frames until the client goes or the connection is closing."""
     while conn.outbox.close_code is None:
-        try:
-            data = await asyncio.wait_for(websocket.receive(), idle_timeout)
-        except TimeoutError:
-            conn.outbox.close(CLOSE_GOING_AWAY, "no frame within the idle timeout")
+        data = await receive()
+        if data is None:  # the client went away (the handler is being cancelled)
             return
         await conn.receive(data)
 
@@ -138,7 +143,9 @@ async def _write(conn: Connection) -> None:
     send = _frame_sender()
     while (frame := await outbox.next_frame(pace)) is not None:
         queued_at = outbox.oldest_at
-        await send(frame)
+        wire = outbox.wire
+        if wire is None or not wire.write(text_frame(frame)):
+            await send(frame)
         metrics.frames_sent.inc()
         metrics.events_delivered.inc(outbox.frame_events)
         metrics.fanout_latency.observe(time.monotonic() - queued_at)
