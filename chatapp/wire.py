@@ -73,25 +73,29 @@ class Wire:
         self.ended = False
 
     # out
-    def write(self, frame: bytes) -> bool:
-        """Write a frame from ``text_frame`` now, if nothing stands in its way.
+    def writable(self) -> bool:
+        """True if a frame written now goes straight out, in order.
 
         False means: use the awaited path (closing, a write already waiting for the
         socket to drain, or too much unsent) so ordering and backpressure hold.
         """
         stream = self._stream
         transport = self._transport
-        if (
-            not self.framed
-            or stream.closed
-            or stream.state is not ASGIWebsocketState.CONNECTED
-            or stream.connection.state is not ConnectionState.OPEN
-            or self._send_lock.locked()
-            or transport.is_closing()
-            or transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT
-        ):
+        return (
+            self.framed
+            and not stream.closed
+            and stream.state is ASGIWebsocketState.CONNECTED
+            and stream.connection.state is ConnectionState.OPEN
+            and not self._send_lock.locked()
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() <= WRITE_BUFFER_LIMIT
+        )
+
+    def write(self, frame: bytes) -> bool:
+        """Write a frame from ``text_frame`` now if ``writable``; else False."""
+        if not self.writable():
             return False
-        transport.write(frame)
+        self._transport.write(frame)
         return True
 
     # in

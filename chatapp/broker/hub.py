@@ -31,6 +31,12 @@ FRAME_LIMIT = 256  # events coalesced into one frame at most
 class Outbox:
     """One connection's bounded queue of encoded events, filled without awaiting.
 
+    With a ``wire`` (see ``chatapp.wire``), an event is written to the socket at once
+    while nothing is queued; under load (see ``FlushPacer``) it is queued and flushed
+    with the events that follow it, as one frame, on the pacer's next tick. The
+    connection's writer task takes over whenever the socket pushes back or there is
+    no wire.
+
     When the queue is full, typing, presence and viewing events are shed first; if
     only room events remain the connection is closed with 1013 (it recovers with
     ``sync``), so a reader that stalls never holds anyone else back.
@@ -38,7 +44,7 @@ class Outbox:
 
     __slots__ = ("_items", "_ready", "limit", "close_code", "close_reason", "channels",
                  "on_control", "shed", "own_typing_suffix", "oldest_at", "frame_events",
-                 "wire")
+                 "wire", "pacer", "_deferred")
 
     def __init__(
         self, limit: int = OUTBOX_LIMIT, on_control: Callable[[str], None] | None = None
@@ -57,9 +63,13 @@ class Outbox:
         # carried: the fan-out latency and delivery metrics.
         self.oldest_at = 0.0
         self.frame_events = 0
-        # Set once the connection's first frame is queued: while nothing is queued,
-        # an event is written straight to the socket instead (see ``wire``).
         self.wire: Wire | None = None
+        self.pacer: FlushPacer | None = None
+        self._deferred = False  # waiting in the pacer's list for its next tick
+
+    def attach(self, wire: Wire, pacer: FlushPacer) -> None:
+        """Write through ``wire`` from now on (call once the first frame is queued)."""
+        self.wire, self.pacer = wire, pacer
 
     def __len__(self) -> int:
         return len(self._items)
@@ -83,15 +93,20 @@ class Outbox:
         ):
             return False
         items = self._items
+        wire = self.wire
+        busy = wire is not None and self.pacer is not None and self.pacer.busy
         if not items:
-            wire = self.wire
-            if wire is not None and wire.write(frame or text_frame(payload)):
+            if wire is not None and not busy and wire.write(frame or text_frame(payload)):
                 return True
             self.oldest_at = time.monotonic()
         elif len(items) >= self.limit and not self._make_room(payload):
             return False
         items.append(payload)
-        self._ready.set()
+        if not busy:
+            self._ready.set()
+        elif not self._deferred:
+            self._deferred = True
+            self.pacer.defer(self)  # type: ignore[union-attr]
         return False
 
     def push_first(self, payload: str) -> None:
@@ -124,15 +139,35 @@ class Outbox:
         per-frame cost flat when a busy room outpaces one connection. ``pace`` may
         hold the frame back a moment, so more events join it.
         """
-        while not self._items:
+        while True:
+            while not self._items:
+                if self.close_code is not None:
+                    return None
+                self._ready.clear()
+                await self._ready.wait()
+            if pace is not None:
+                await pace()
             if self.close_code is not None:
                 return None
-            self._ready.clear()
-            await self._ready.wait()
-        if pace is not None:
-            await pace()
+            if self._items:  # else a tick's flush took them meanwhile
+                return self._take()
+
+    def flush(self) -> int:
+        """On the pacer's tick: write what is queued as one frame, if the socket takes
+        it now; the number of events written (0: the writer task takes over)."""
+        self._deferred = False
         if self.close_code is not None or not self._items:
-            return None
+            return 0
+        wire = self.wire
+        if wire is None or not wire.writable():
+            self._ready.set()
+            return 0
+        wire.write(text_frame(self._take()))
+        if self._items:  # more than one frame holds: the writer sends the rest
+            self._ready.set()
+        return self.frame_events
+
+    def _take(self) -> str:
         items = self._items
         if len(items) == 1:
             self.frame_events = 1
@@ -145,17 +180,20 @@ class Outbox:
 
 
 class FlushPacer:
-    """Under load, lets connection writers flush together on a short tick.
+    """Under load, lets connections flush together on a short tick.
 
     A frame costs far more to write than an event costs to add to it. While the
-    process has CPU to spare, writers flush at once (lowest latency). Once it is
-    busy (over ``busy_share`` of a core in the last window), each writer waits for
-    the next shared tick, so the events of several messages leave in one frame:
-    more deliveries per CPU-second, for at most ``tick`` seconds of extra latency.
+    process has CPU to spare, events are written at once (lowest latency). Once it
+    is busy (over ``busy_share`` of a core in the last window), events wait for the
+    next shared tick, so the events of several messages leave in one frame: more
+    deliveries per CPU-second, for at most ``tick`` seconds of extra latency. Outboxes
+    with a wire are flushed by the tick itself (no task per connection wakes);
+    writer tasks wait for it through ``pace``.
     """
 
     def __init__(self, busy_share: float = 0.85, tick: float = 0.005,
-                 window: float = 0.05) -> None:
+                 window: float = 0.05,
+                 on_flush: Callable[[int, int, float], None] | None = None) -> None:
         self._busy_share = busy_share
         self._tick = tick
         self._window = window
@@ -163,6 +201,10 @@ class FlushPacer:
         self._cpu = time.process_time()
         self._busy = False
         self._event: asyncio.Event | None = None
+        self._deferred: list[Outbox] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
+        # Told (events, frames, longest wait) after each tick that wrote something.
+        self.on_flush = on_flush
 
     @property
     def busy(self) -> bool:
@@ -186,6 +228,29 @@ class FlushPacer:
         self._event = None
         event.set()
 
+    def defer(self, outbox: Outbox) -> None:
+        """Flush this outbox on the next tick."""
+        self._deferred.append(outbox)
+        if self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(
+                self._tick, self._flush_deferred
+            )
+
+    def _flush_deferred(self) -> None:
+        self._flush_timer = None
+        deferred, self._deferred = self._deferred, []
+        events = frames = 0
+        oldest = now = time.monotonic()
+        for outbox in deferred:
+            queued_at = outbox.oldest_at
+            written = outbox.flush()
+            if written:
+                events += written
+                frames += 1
+                oldest = min(oldest, queued_at)
+        if frames and self.on_flush is not None:
+            self.on_flush(events, frames, now - oldest)
+
 
 class Hub:
     """Routes every event the transport receives to this process's outboxes.
@@ -196,7 +261,7 @@ class Hub:
     def __init__(self, transport: Transport, metrics: Metrics | None = None) -> None:
         self.transport = transport
         self.metrics = metrics
-        self.pacer = FlushPacer()
+        self.pacer = FlushPacer(on_flush=self.count_written)
         self._channels: dict[str, set[Outbox]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         # The newest room seq this process delivered per room channel; after a lost
@@ -234,14 +299,20 @@ class Hub:
         for outbox in tuple(outboxes):
             written += outbox.push(payload, frame)
         if written:
-            self.count_written(written, time.monotonic() - started)
+            self.count_written(written, elapsed=time.monotonic() - started)
 
-    def count_written(self, events: int, elapsed: float | None = None) -> None:
-        """Account for events written straight to sockets (one frame each)."""
+    def count_written(
+        self, events: int, frames: int | None = None, elapsed: float | None = None
+    ) -> None:
+        """Account for events written to sockets outside the writer tasks.
+
+        ``frames`` defaults to one per event; ``elapsed`` is the longest any of them
+        waited (a fan-out loop, or a tick's flush).
+        """
         metrics = self.metrics
         if metrics is not None:
             metrics.events_delivered.inc(events)
-            metrics.frames_sent.inc(events)
+            metrics.frames_sent.inc(events if frames is None else frames)
             if elapsed is not None:
                 metrics.fanout_latency.observe(elapsed)
 

@@ -105,9 +105,12 @@ def _stored_nonces(
     if not keys:
         return {}
     params = [part for key in keys for part in key]
+    # A join with the keys, not ``(author_id, nonce) IN (VALUES ...)``: SQLite scans
+    # every message for the latter, and searches the nonce index for the former.
     rows = conn.execute(
-        f"SELECT {MESSAGE_COLUMNS}, m.author_id FROM {MESSAGE_FROM}"
-        f" WHERE (m.author_id, m.nonce) IN (VALUES {','.join('(?,?)' for _ in keys)})",
+        f"SELECT {MESSAGE_COLUMNS}, m.author_id"
+        f" FROM (VALUES {','.join('(?,?)' for _ in keys)}) k JOIN {MESSAGE_FROM}"
+        " WHERE m.author_id = k.column1 AND m.nonce = k.column2",
         params,
     ).fetchall()
     return {(row[8], row[6]): message_from_row(row) for row in rows}

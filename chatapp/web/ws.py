@@ -71,7 +71,7 @@ async def ws() -> Any:
                 conn.outbox.push_first(hello)
                 if wire is not None and wire.framed:
                     # Queued behind the hello: from now on events may skip the queue.
-                    conn.outbox.wire = wire
+                    conn.outbox.attach(wire, svc.hub.pacer)
                 await _pump(conn, wire, current_app.config["CHATAPP_IDLE_TIMEOUT"])
             finally:
                 await asyncio.shield(svc.presence.disconnected(user.username))
