@@ -127,7 +127,8 @@ class Wire:
         self._inbox.append(data if data is not None else message["text"])
         self._readable.set()
 
-    def _end(self) -> None:
+    def stop(self) -> None:
+        """No more reading: ``receive`` returns None, and what comes in is dropped."""
         self.ended = True
         self._readable.set()
         self._room.set()
@@ -158,14 +159,14 @@ class WiredWSStream(WSStream):
                     return
                 wire._passed_to_app = True
             elif message["type"] == "websocket.disconnect":
-                wire._end()
+                wire.stop()
         await self._asgi_put(message)
 
     async def app_send(self, message: Any) -> None:
         if self.wire is not None and (message is None or message["type"] == "websocket.close"):
             # The app reads no more: release a reader waiting for inbox room, so the
             # client's close frame is still read and answered.
-            self.wire._end()
+            self.wire.stop()
         await super().app_send(message)
 
     async def _accept(self, message: Any) -> None:

@@ -44,7 +44,7 @@ class Outbox:
 
     __slots__ = ("_items", "_ready", "limit", "close_code", "close_reason", "channels",
                  "on_control", "shed", "own_typing_suffix", "oldest_at", "frame_events",
-                 "wire", "pacer", "_deferred")
+                 "wire", "pacer", "_deferred", "on_close")
 
     def __init__(
         self, limit: int = OUTBOX_LIMIT, on_control: Callable[[str], None] | None = None
@@ -66,6 +66,7 @@ class Outbox:
         self.wire: Wire | None = None
         self.pacer: FlushPacer | None = None
         self._deferred = False  # waiting in the pacer's list for its next tick
+        self.on_close: Callable[[], None] | None = None  # e.g. stop reading the socket
 
     def attach(self, wire: Wire, pacer: FlushPacer) -> None:
         """Write through ``wire`` from now on (call once the first frame is queued)."""
@@ -131,6 +132,8 @@ class Outbox:
             self.close_code, self.close_reason = code, reason
             self._items.clear()
             self._ready.set()
+            if self.on_close is not None:
+                self.on_close()
 
     async def next_frame(self, pace: Callable[[], Awaitable[None]] | None = None) -> str | None:
         """Wait for the next frame to send; None once the connection must close.

@@ -1,4 +1,18 @@
-"""GET /ws: authorize the handshake, then pump frames both ways."""
+"""GET /ws: authorize the handshake, then pump frames both ways.
+
+The endpoint is a plain ASGI app in front of Quart (``install`` wraps
+``app.asgi_app``), not a Quart route. Quart gives every websocket a receiver task, a
+handler task, a queue, a signal per frame and a copied request context, which cost
+~18 KB and several task switches per connection for nothing this endpoint uses
+(bench s3, s1: see README "Performance"). The handshake still goes through Quart's
+own session interface and ``Websocket`` wrapper, so cookies, hosts and origins are
+read exactly as on every other page; the test client reaches it the same way.
+
+With Hypercorn's wire (``chatapp.wire``) the handler task itself reads the frames and
+events are written to the socket from the fan-out; a writer task waits only for what
+the socket could not take at once. Without it (other servers, the test client) the
+ASGI ``receive``/``send`` are used.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +21,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
-from quart import Blueprint, Response, current_app, g, websocket
+from quart import Quart
+from quart.wrappers import Websocket
+from werkzeug.datastructures import Headers
 
 from ..accounts import token_hash
 from ..connection import Connection
@@ -22,59 +38,81 @@ from ..events import (
     session_channel,
     user_channel,
 )
-from ..security import current_user, origin_allowed
-from ..services import services
+from ..security import origin_allowed
+from ..services import Services
+from ..storage import User
 from ..wire import Wire, text_frame, wire_of
 
-bp = Blueprint("ws", __name__)
 log = logging.getLogger(__name__)
 
+PATH = "/ws"
 CLOSE_TIMEOUT = 5.0
 
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-@bp.websocket("/ws")
-async def ws() -> Any:
-    """One connection per tab, carrying every room the user belongs to."""
-    user = current_user()
-    if user is None:
-        return Response("log in first", 401)
-    if not origin_allowed(websocket, current_app.config["CHATAPP_ALLOWED_ORIGINS"]):
-        return Response("origin not allowed", 403)
-    svc = services()
-    conn = Connection(svc, user, current_app.config["CHATAPP_SEND_RATE"])
-    rooms = await svc.storage.rooms_of(user.id)
-    channels = [room_channel(r.slug) for r in rooms]
-    channels += [user_channel(user.id), session_channel(token_hash(g.session_token)),
-                 PRESENCE_CHANNEL]
-    await websocket.accept()
-    wire = wire_of(websocket.scope)
+
+def install(app: Quart) -> None:
+    """Serve /ws ahead of Quart's routing; everything else goes to Quart."""
+    app.asgi_app = WebsocketEndpoint(app, app.asgi_app)  # type: ignore[method-assign,assignment]
+
+
+class WebsocketEndpoint:
+    def __init__(self, app: Quart, inner: ASGIApp) -> None:
+        self.app = app
+        self.inner = inner
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and _route_path(scope) == PATH:
+            await serve(self.app, scope, receive, send)
+        else:
+            await self.inner(scope, receive, send)
+
+
+def _route_path(scope: dict[str, Any]) -> str:
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+async def serve(app: Quart, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """One connection per tab, carrying every room the user belongs to.
+
+    The ``websocket.connect`` message is not awaited first: Quart's test client never
+    sends one, and Hypercorn needs nothing read before the accept.
+    """
+    svc: Services = app.extensions["chatapp"]
+    try:
+        handshake = _handshake(app, scope)
+        user, session_token = await _identify(app, svc, handshake)
+    except Exception:
+        log.exception("websocket handshake failed")
+        await _reject(scope, send, 500, "internal error")
+        return
+    if user is None or session_token is None:
+        await _reject(scope, send, 401, "log in first")
+        return
+    if not origin_allowed(handshake, app.config["CHATAPP_ALLOWED_ORIGINS"]):
+        await _reject(scope, send, 403, "origin not allowed")
+        return
+    del handshake
+    await send({"type": "websocket.accept"})
+    conn = Connection(svc, user, app.config["CHATAPP_SEND_RATE"])
+    wire = wire_of(scope)
+    frames: Frames = wire if wire is not None and wire.claim() else AsgiFrames(receive)
     log.info("websocket open user=%s conn=%s", user.username, conn.id)
     svc.connections.add(conn)
     svc.metrics.connections.inc()
     try:
-        async with svc.hub.subscription(conn.outbox, channels):
-            await svc.presence.connected(user.username)
-            try:
-                # Subscribed before the snapshot: nothing published after it is missed,
-                # and events already queued carry seqs the client de-duplicates.
-                snapshot = await svc.storage.rooms_of(user.id)
-                conn.remember_rooms(snapshot)
-                for summary in snapshot:
-                    svc.hub.note_seq(room_channel(summary.slug), summary.last_seq)
-                hello = encode(
-                    "hello",
-                    user=user.to_json(),
-                    rooms=[r.to_json() for r in snapshot],
-                    online=await svc.presence.online(),
-                    epoch=await svc.storage.epoch(),
-                )
-                conn.outbox.push_first(hello)
-                if wire is not None and wire.framed:
-                    # Queued behind the hello: from now on events may skip the queue.
-                    conn.outbox.attach(wire, svc.hub.pacer)
-                await _pump(conn, wire, current_app.config["CHATAPP_IDLE_TIMEOUT"])
-            finally:
-                await asyncio.shield(svc.presence.disconnected(user.username))
+        await _session(svc, conn, session_token, frames, wire, send,
+                       app.config["CHATAPP_IDLE_TIMEOUT"])
+    except Exception:
+        # A bug, not a bad frame: log it and close this socket alone, with a code the
+        # client can act on (reconnect and sync) instead of leaving it hanging.
+        log.exception("websocket conn=%s crashed", conn.id)
+        conn.outbox.close(CLOSE_INTERNAL_ERROR, "internal error")
+        await _close(conn, send)
     finally:
         svc.connections.discard(conn)
         svc.metrics.connections.dec()
@@ -86,66 +124,174 @@ async def ws() -> Any:
         )
 
 
-async def _pump(conn: Connection, wire: Wire | None, idle_timeout: float) -> None:
-    receive = wire.receive if wire is not None and wire.claim() else websocket.receive
-    reader = asyncio.create_task(_read(conn, receive), name=f"ws-read-{conn.id}")
-    writer = asyncio.create_task(_write(conn), name=f"ws-write-{conn.id}")
+def _handshake(app: Quart, scope: dict[str, Any]) -> Websocket:
+    """Quart's view of the upgrade request (headers, cookies, host), for the checks."""
+    headers = Headers()
+    for name, value in scope["headers"]:
+        headers.add(name.decode("latin1").title(), value.decode("latin1"))
+
+    async def unused(*_: Any) -> None:
+        raise RuntimeError("the handshake object only answers questions")
+
+    return app.websocket_class(
+        scope["path"], scope["query_string"], scope["scheme"], headers,
+        scope.get("root_path", ""), scope.get("http_version", "1.1"),
+        list(scope.get("subprotocols", [])), unused, unused, unused, unused,
+        scope=scope,  # type: ignore[arg-type]
+    )
+
+
+async def _identify(
+    app: Quart, svc: Services, handshake: Websocket
+) -> tuple[User | None, str | None]:
+    """The signed session cookie's user and token (``security.load_user``'s cookie path)."""
+    session = await app.session_interface.open_session(app, handshake)
+    token = session.get("sid") if session is not None else None
+    if not isinstance(token, str):
+        return None, None
+    user = await svc.accounts.resume_session(token)
+    return (user, token) if user is not None else (None, None)
+
+
+async def _reject(scope: dict[str, Any], send: Send, status: int, text: str) -> None:
+    if "websocket.http.response" not in (scope.get("extensions") or {}):
+        await send({"type": "websocket.close"})  # the server answers 403
+        return
+    body = text.encode()
+    await send({
+        "type": "websocket.http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+async def _session(
+    svc: Services, conn: Connection, session_token: str, frames: Frames, wire: Wire | None,
+    send: Send, idle_timeout: float,
+) -> None:
+    user = conn.user
+    rooms = await svc.storage.rooms_of(user.id)
+    channels = [room_channel(r.slug) for r in rooms]
+    channels += [user_channel(user.id), session_channel(token_hash(session_token)),
+                 PRESENCE_CHANNEL]
+    async with svc.hub.subscription(conn.outbox, channels):
+        await svc.presence.connected(user.username)
+        try:
+            # Subscribed before the snapshot: nothing published after it is missed, and
+            # events already queued carry seqs the client de-duplicates.
+            snapshot = await svc.storage.rooms_of(user.id)
+            conn.remember_rooms(snapshot)
+            for summary in snapshot:
+                svc.hub.note_seq(room_channel(summary.slug), summary.last_seq)
+            hello = encode(
+                "hello",
+                user=user.to_json(),
+                rooms=[r.to_json() for r in snapshot],
+                online=await svc.presence.online(),
+                epoch=await svc.storage.epoch(),
+            )
+            conn.outbox.push_first(hello)
+            if wire is not None and wire.framed:
+                # Queued behind the hello: from now on events may skip the queue.
+                conn.outbox.attach(wire, svc.hub.pacer)
+            await _pump(conn, frames, send, idle_timeout)
+        finally:
+            await asyncio.shield(svc.presence.disconnected(user.username))
+
+
+class Frames(Protocol):
+    """Where a connection's incoming frames come from (a ``Wire``, or ``AsgiFrames``)."""
+
+    async def receive(self) -> str | bytes | None:
+        """The next frame; None once the client is gone or ``stop`` was called."""
+
+    def stop(self) -> None:
+        """Make a pending and every later ``receive`` return None."""
+
+
+class AsgiFrames:
+    """Frames from the ASGI ``receive`` callable (no wire: test client, other servers)."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._next: asyncio.Future[dict[str, Any]] | None = None
+        self._stopped = asyncio.get_running_loop().create_future()
+
+    async def receive(self) -> str | bytes | None:
+        while True:
+            if self._next is None:
+                self._next = asyncio.ensure_future(self._receive())
+            await asyncio.wait({self._next, self._stopped},
+                               return_when=asyncio.FIRST_COMPLETED)
+            if self._stopped.done():  # (stop also cancelled the pending receive)
+                return None
+            message, self._next = self._next.result(), None
+            if message["type"] == "websocket.receive":
+                data = message.get("bytes")
+                return data if data is not None else message.get("text", "")
+            if message["type"] != "websocket.connect":
+                return None  # websocket.disconnect
+
+    def stop(self) -> None:
+        if not self._stopped.done():
+            self._stopped.set_result(None)
+        if self._next is not None and not self._next.done():
+            self._next.cancel()
+
+
+async def _pump(conn: Connection, frames: Frames, send: Send, idle_timeout: float) -> None:
+    """Read in this task until the client goes or the outbox closes; a writer task
+    sends what the socket could not take at once."""
+    outbox = conn.outbox
+    outbox.on_close = frames.stop
+    writer = asyncio.create_task(_write(conn, send), name=f"ws-write-{conn.id}")
+    writer.add_done_callback(lambda task: _writer_done(conn, task))
     conn.watch_idle(idle_timeout)
     try:
-        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        while outbox.close_code is None:
+            data = await frames.receive()
+            if data is None:
+                break
+            await conn.receive(data)
     finally:
         conn.stop_watching_idle()
-        for task in (reader, writer):
-            task.cancel()
+        frames.stop()
+        writer.cancel()
         conn.cancel_pending()
-        outcomes = await asyncio.gather(reader, writer, return_exceptions=True)
-    for outcome in outcomes:
-        if isinstance(outcome, Exception):
-            # A bug, not a bad frame: log it and close this socket alone, with a code
-            # the client can act on (reconnect and sync) instead of leaving it hanging.
-            log.error("websocket conn=%s crashed", conn.id, exc_info=outcome)
-            conn.outbox.close(CLOSE_INTERNAL_ERROR, "internal error")
-    if conn.outbox.close_code is not None:
-        # The writer may be stuck behind a reader that stopped reading; do not wait
-        # forever for the close frame to drain.
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(
-                websocket.close(conn.outbox.close_code, conn.outbox.close_reason),
-                CLOSE_TIMEOUT,
-            )
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer
+    await _close(conn, send)
 
 
-async def _read(conn: Connection, receive: Callable[[], Awaitable[str | bytes | None]]) -> None:
-    """Receive frames until the client goes or the connection is closing."""
-    while conn.outbox.close_code is None:
-        data = await receive()
-        if data is None:  # the client went away (the handler is being cancelled)
-            return
-        await conn.receive(data)
+def _writer_done(conn: Connection, task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("websocket conn=%s writer crashed", conn.id, exc_info=task.exception())
+        conn.outbox.close(CLOSE_INTERNAL_ERROR, "internal error")
 
 
-def _frame_sender() -> Callable[[str], Awaitable[None]]:
-    """The accepted websocket's raw send.
+async def _close(conn: Connection, send: Send) -> None:
+    if conn.outbox.close_code is None:
+        return
+    # The socket may be stuck behind a client that stopped reading: do not wait
+    # forever for the close frame to drain.
+    with contextlib.suppress(asyncio.TimeoutError, Exception):
+        await asyncio.wait_for(
+            send({"type": "websocket.close", "code": conn.outbox.close_code,
+                  "reason": conn.outbox.close_reason}),
+            CLOSE_TIMEOUT,
+        )
 
-    Quart's ``websocket.send`` yields to the loop (``sleep(0)``) and re-runs
-    ``accept()`` (a new Headers object) before every frame, for handlers that send in
-    a tight loop. Our writer only sends what its outbox holds, so it takes the
-    connection's own send (bench s2: 63k -> 87k deliveries per CPU-second).
-    """
-    current = websocket._get_current_object()  # type: ignore[attr-defined]
-    raw = getattr(current, "_send", None)
-    return raw if callable(raw) else websocket.send
 
-
-async def _write(conn: Connection) -> None:
+async def _write(conn: Connection, send: Send) -> None:
     outbox, metrics = conn.outbox, conn.services.metrics
     pace = conn.services.hub.pacer.pace
-    send = _frame_sender()
     while (frame := await outbox.next_frame(pace)) is not None:
         queued_at = outbox.oldest_at
         wire = outbox.wire
         if wire is None or not wire.write(text_frame(frame)):
-            await send(frame)
+            await send({"type": "websocket.send", "text": frame})
         metrics.frames_sent.inc()
         metrics.events_delivered.inc(outbox.frame_events)
         metrics.fanout_latency.observe(time.monotonic() - queued_at)
