@@ -44,7 +44,7 @@ class Outbox:
 
     __slots__ = ("_items", "_ready", "limit", "close_code", "close_reason", "channels",
                  "on_control", "shed", "own_typing_suffix", "oldest_at", "frame_events",
-                 "wire", "pacer", "_deferred", "on_close")
+                 "wire", "pacer", "_deferred", "on_close", "on_backlog")
 
     def __init__(
         self, limit: int = OUTBOX_LIMIT, on_control: Callable[[str], None] | None = None
@@ -67,6 +67,9 @@ class Outbox:
         self.pacer: FlushPacer | None = None
         self._deferred = False  # waiting in the pacer's list for its next tick
         self.on_close: Callable[[], None] | None = None  # e.g. stop reading the socket
+        # Called when events wait for a writer task, for one that only runs while
+        # there is a backlog (the wire writes everything else).
+        self.on_backlog: Callable[[], None] | None = None
 
     def attach(self, wire: Wire, pacer: FlushPacer) -> None:
         """Write through ``wire`` from now on (call once the first frame is queued)."""
@@ -104,7 +107,7 @@ class Outbox:
             return False
         items.append(payload)
         if not busy:
-            self._ready.set()
+            self._wake()
         elif not self._deferred:
             self._deferred = True
             self.pacer.defer(self)  # type: ignore[union-attr]
@@ -114,7 +117,13 @@ class Outbox:
         """Queue an event ahead of everything else (the connection's ``hello``)."""
         if self.close_code is None:
             self._items.appendleft(payload)
-            self._ready.set()
+            self._wake()
+
+    def _wake(self) -> None:
+        """Something is queued for the writer task: wake it, or have one started."""
+        self._ready.set()
+        if self.on_backlog is not None:
+            self.on_backlog()
 
     def _make_room(self, payload: str) -> bool:
         self.shed += 1
@@ -163,11 +172,11 @@ class Outbox:
             return 0
         wire = self.wire
         if wire is None or not wire.writable():
-            self._ready.set()
+            self._wake()
             return 0
         wire.write(text_frame(self._take()))
         if self._items:  # more than one frame holds: the writer sends the rest
-            self._ready.set()
+            self._wake()
         return self.frame_events
 
     def _take(self) -> str:

@@ -242,12 +242,25 @@ class AsgiFrames:
 
 
 async def _pump(conn: Connection, frames: Frames, send: Send, idle_timeout: float) -> None:
-    """Read in this task until the client goes or the outbox closes; a writer task
-    sends what the socket could not take at once."""
+    """Read in this task until the client goes or the outbox closes.
+
+    A writer task sends what the socket could not take at once. With a framed wire it
+    runs only while there is such a backlog (an idle connection then holds no task of
+    its own but this one); otherwise it lives as long as the connection.
+    """
     outbox = conn.outbox
+    linger = outbox.wire is None
+    writer: asyncio.Task[None] | None = None
+
+    def start_writer() -> None:
+        nonlocal writer
+        if writer is None or writer.done():
+            writer = asyncio.create_task(_write(conn, send, linger), name=f"ws-write-{conn.id}")
+            writer.add_done_callback(lambda task: _writer_done(conn, task))
+
     outbox.on_close = frames.stop
-    writer = asyncio.create_task(_write(conn, send), name=f"ws-write-{conn.id}")
-    writer.add_done_callback(lambda task: _writer_done(conn, task))
+    outbox.on_backlog = start_writer
+    start_writer()  # the hello is queued
     conn.watch_idle(idle_timeout)
     try:
         while outbox.close_code is None:
@@ -256,12 +269,14 @@ async def _pump(conn: Connection, frames: Frames, send: Send, idle_timeout: floa
                 break
             await conn.receive(data)
     finally:
+        outbox.on_backlog = None
         conn.stop_watching_idle()
         frames.stop()
-        writer.cancel()
         conn.cancel_pending()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await writer
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
     await _close(conn, send)
 
 
@@ -284,10 +299,14 @@ async def _close(conn: Connection, send: Send) -> None:
         )
 
 
-async def _write(conn: Connection, send: Send) -> None:
+async def _write(conn: Connection, send: Send, linger: bool) -> None:
+    """Send queued frames; without ``linger``, return once the queue is empty."""
     outbox, metrics = conn.outbox, conn.services.metrics
     pace = conn.services.hub.pacer.pace
-    while (frame := await outbox.next_frame(pace)) is not None:
+    while linger or len(outbox):
+        frame = await outbox.next_frame(pace)
+        if frame is None:
+            return
         queued_at = outbox.oldest_at
         wire = outbox.wire
         if wire is None or not wire.write(text_frame(frame)):
