@@ -38,3 +38,14 @@ async def test_busy_process_coalesces_events_on_the_tick() -> None:
     await pusher
     assert frame is not None
     assert [event["seq"] for event in json.loads(frame)] == [1, 2]
+
+
+async def test_a_high_delivery_rate_counts_as_busy_even_with_cpu_to_spare() -> None:
+    pacer = FlushPacer(window=0.01, busy_rate=1000)
+    await asyncio.sleep(0.02)
+    assert not pacer.busy
+    pacer.deliveries = 100  # 100 in ~10 ms: 10,000 per second
+    await asyncio.sleep(0.01)
+    assert pacer.busy
+    await asyncio.sleep(0.02)  # a quiet window after it
+    assert not pacer.busy

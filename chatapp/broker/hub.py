@@ -194,19 +194,23 @@ class Outbox:
 class FlushPacer:
     """Under load, lets connections flush together on a short tick.
 
-    A frame costs far more to write than an event costs to add to it. While the
-    process has CPU to spare, events are written at once (lowest latency). Once it
-    is busy (over ``busy_share`` of a core in the last window), events wait for the
-    next shared tick, so the events of several messages leave in one frame: more
-    deliveries per CPU-second, for at most ``tick`` seconds of extra latency. Outboxes
-    with a wire are flushed by the tick itself (no task per connection wakes);
-    writer tasks wait for it through ``pace``.
+    A frame costs far more to write (and for the client, to read) than an event costs
+    to add to it. While the process is quiet, events are written at once (lowest
+    latency). Once it is busy, events wait for the next shared tick, so the events of
+    several messages leave in one frame: more deliveries per CPU-second on both ends,
+    for at most ``tick`` seconds of extra latency. Busy means, over the last window,
+    more than ``busy_share`` of a core, or more than ``busy_rate`` deliveries per
+    second (a busy room costs its clients per frame even when this process has
+    cores to spare, e.g. with several workers). Outboxes with a wire are flushed by
+    the tick itself (no task per connection wakes); writer tasks wait for it through
+    ``pace``.
     """
 
     def __init__(self, busy_share: float = 0.85, tick: float = 0.005,
-                 window: float = 0.05,
+                 window: float = 0.05, busy_rate: float = 20_000,
                  on_flush: Callable[[int, int, float], None] | None = None) -> None:
         self._busy_share = busy_share
+        self._busy_rate = busy_rate
         self._tick = tick
         self._window = window
         self._wall = time.monotonic()
@@ -215,16 +219,22 @@ class FlushPacer:
         self._event: asyncio.Event | None = None
         self._deferred: list[Outbox] = []
         self._flush_timer: asyncio.TimerHandle | None = None
+        # Deliveries since the window began (the hub adds each fan-out's recipients).
+        self.deliveries = 0
         # Told (events, frames, longest wait) after each tick that wrote something.
         self.on_flush = on_flush
 
     @property
     def busy(self) -> bool:
         wall = time.monotonic()
-        if wall - self._wall >= self._window:
+        elapsed = wall - self._wall
+        if elapsed >= self._window:
             cpu = time.process_time()
-            self._busy = (cpu - self._cpu) > self._busy_share * (wall - self._wall)
-            self._wall, self._cpu = wall, cpu
+            self._busy = (
+                cpu - self._cpu > self._busy_share * elapsed
+                or self.deliveries > self._busy_rate * elapsed
+            )
+            self._wall, self._cpu, self.deliveries = wall, cpu, 0
         return self._busy
 
     async def pace(self) -> None:
@@ -306,6 +316,7 @@ class Hub:
         if not outboxes:
             return
         started = time.monotonic()
+        self.pacer.deliveries += len(outboxes)
         frame = None if payload.startswith(CONTROL_PREFIX) else text_frame(payload)
         written = 0
         for outbox in tuple(outboxes):
