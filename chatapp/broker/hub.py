@@ -78,11 +78,11 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._items)
 
-    def push(self, payload: str, frame: bytes | None = None) -> bool:
+    def push(self, payload: str, frame: bytes | None = None, busy: bool | None = None) -> bool:
         """Deliver or queue an event; True if it was written to the socket at once.
 
-        ``frame`` is the event already framed by ``text_frame`` (a broadcast frames
-        once for every recipient).
+        ``frame`` is the event already framed by ``text_frame`` and ``busy`` the
+        pacer's verdict (a broadcast works both out once for every recipient).
         """
         if self.close_code is not None:
             return False
@@ -98,7 +98,10 @@ class Outbox:
             return False
         items = self._items
         wire = self.wire
-        busy = wire is not None and self.pacer is not None and self.pacer.busy
+        if wire is None or self.pacer is None:
+            busy = False
+        elif busy is None:
+            busy = self.pacer.busy
         if not items:
             if wire is not None and not busy and wire.write(frame or text_frame(payload)):
                 return True
@@ -316,11 +319,13 @@ class Hub:
         if not outboxes:
             return
         started = time.monotonic()
-        self.pacer.deliveries += len(outboxes)
+        pacer = self.pacer
+        pacer.deliveries += len(outboxes)
+        busy = pacer.busy
         frame = None if payload.startswith(CONTROL_PREFIX) else text_frame(payload)
         written = 0
         for outbox in tuple(outboxes):
-            written += outbox.push(payload, frame)
+            written += outbox.push(payload, frame, busy)
         if written:
             self.count_written(written, elapsed=time.monotonic() - started)
 

@@ -87,15 +87,15 @@ class GroupCommitWriter:
         self._path = path
         self._conn: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
-        self._queue: asyncio.Queue[tuple[WriteOp | NewMessage, asyncio.Future[Any]]] = (
-            asyncio.Queue(MAX_PENDING_WRITES)
-        )
-        self._task: asyncio.Task[None] | None = None
+        self._pending: list[tuple[WriteOp | NewMessage, asyncio.Future[Any]]] = []
+        self._in_flight = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._running = False
 
     async def start(self) -> None:
         await self._in_thread(self._open)
-        self._task = asyncio.create_task(self._run(), name="sqlite-writer")
-        self._task.add_done_callback(_log_crash)
+        self._running = True
 
     def _open(self) -> None:
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below).
@@ -105,14 +105,9 @@ class GroupCommitWriter:
         self._conn = conn
 
     async def stop(self) -> None:
-        if self._task is not None:
-            # Let queued and in-flight writes commit before the connection closes.
-            if not self._task.done():
-                await self._queue.join()
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._running = False
+        # Let queued and in-flight writes commit before the connection closes.
+        await self._idle.wait()
         if self._conn is not None:
             await self._in_thread(self._conn.close)
             self._conn = None
@@ -122,32 +117,47 @@ class GroupCommitWriter:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def write(self, op: WriteOp | NewMessage) -> Any:
-        if self._task is None or self._task.done():
+        if not self._running:
             raise StorageError("the database writer is not running")
+        if len(self._pending) >= MAX_PENDING_WRITES:
+            raise StorageError("too many pending writes")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        try:
-            self._queue.put_nowait((op, future))
-        except asyncio.QueueFull:
-            raise StorageError("too many pending writes") from None
+        self._pending.append((op, future))
+        if not self._in_flight:
+            self._submit()
         return await future
 
-    async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                outcomes = await self._in_thread(self._commit, [op for op, _ in batch])
-                for (_, future), outcome in zip(batch, outcomes, strict=True):
-                    if future.done():  # the caller went away; the write still landed
-                        continue
-                    if isinstance(outcome, BaseException):
-                        future.set_exception(outcome)
-                    else:
-                        future.set_result(outcome)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+    def _submit(self) -> None:
+        """Send what is pending to the thread as one batch (no task in between: the
+        next batch leaves from the previous one's completion callback)."""
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        self._in_flight = True
+        self._idle.clear()
+        done = asyncio.wrap_future(self._thread.submit(self._commit, [op for op, _ in batch]))
+        done.add_done_callback(lambda outcome: self._settle(batch, outcome))
+
+    def _settle(
+        self, batch: list[tuple[WriteOp | NewMessage, asyncio.Future[Any]]],
+        done: asyncio.Future[list[Any]],
+    ) -> None:
+        self._in_flight = False
+        if done.cancelled() or done.exception() is not None:
+            error = None if done.cancelled() else done.exception()
+            log.error("write batch of %d crashed", len(batch), exc_info=error)
+            outcomes: list[Any] = [StorageError("database write crashed")] * len(batch)
+        else:
+            outcomes = done.result()
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():  # the caller went away; the write still landed
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+        if self._pending:
+            self._submit()
+        else:
+            self._idle.set()
 
     def _commit(self, ops: list[WriteOp | NewMessage]) -> list[Any]:
         """On the writer thread: one transaction for the batch; an outcome per op."""
@@ -193,11 +203,6 @@ def _insert(conn: sqlite3.Connection, run: list[NewMessage]) -> list[Any]:
             except (sqlite3.Error, StorageError) as exc:
                 results.append(exc)
         return results
-
-
-def _log_crash(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("background task %s crashed", task.get_name(), exc_info=task.exception())
 
 
 class SQLiteStorage(Storage):
