@@ -42,11 +42,13 @@ class SlidingWindow:
     def __init__(self, rate: Rate) -> None:
         self._count = rate.count
         self._seconds = rate.seconds
-        self._times: deque[float] = deque(maxlen=rate.count)
+        self._times: deque[float] | None = None  # made on the first event: most never send
 
     def take(self) -> float | None:
         """Record one event; return None, or the seconds to wait when the window is full."""
         now = time.monotonic()
+        if self._times is None:
+            self._times = deque(maxlen=self._count)
         if len(self._times) == self._count:
             wait = self._times[0] + self._seconds - now
             if wait > 0:

@@ -26,13 +26,13 @@ there is no wire and the app uses Quart's websocket as usual.
 
 from __future__ import annotations
 
-import asyncio
 import struct
-from collections import deque
 from typing import Any
 
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from wsproto import ConnectionState
+
+from .wakeup import Wakeup
 
 SCOPE_KEY = "chatapp.wire"
 # Bytes the transport may hold unsent before writes take the awaited path again.
@@ -66,9 +66,9 @@ class Wire:
         self.framed = transport is not None and not stream.connection._proto.extensions
         self.claimed = False
         self._passed_to_app = False
-        self._inbox: deque[str | bytes] = deque()
-        self._readable = asyncio.Event()
-        self._room = asyncio.Event()
+        self._inbox: list[str | bytes] = []  # a list: at most INBOX_LIMIT, and lighter
+        self._readable = Wakeup()
+        self._room = Wakeup()
         self._room.set()
         self.ended = False
 
@@ -113,7 +113,7 @@ class Wire:
                 return None
             self._readable.clear()
             await self._readable.wait()
-        message = self._inbox.popleft()
+        message = self._inbox.pop(0)
         self._room.set()
         return message
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -19,6 +18,7 @@ from ..events import (
     room_event_seq,
 )
 from ..metrics import Metrics
+from ..wakeup import Wakeup
 from ..wire import Wire, text_frame
 from . import Transport
 
@@ -49,8 +49,9 @@ class Outbox:
     def __init__(
         self, limit: int = OUTBOX_LIMIT, on_control: Callable[[str], None] | None = None
     ) -> None:
-        self._items: deque[str] = deque()
-        self._ready = asyncio.Event()
+        # Lists, not deques: at most ``limit`` items, and far lighter when empty.
+        self._items: list[str] = []
+        self._ready = Wakeup()
         self.limit = limit
         self.close_code: int | None = None
         self.close_reason = ""
@@ -119,7 +120,7 @@ class Outbox:
     def push_first(self, payload: str) -> None:
         """Queue an event ahead of everything else (the connection's ``hello``)."""
         if self.close_code is None:
-            self._items.appendleft(payload)
+            self._items.insert(0, payload)
             self._wake()
 
     def _wake(self) -> None:
@@ -186,9 +187,10 @@ class Outbox:
         items = self._items
         if len(items) == 1:
             self.frame_events = 1
-            return items.popleft()
+            return items.pop()
         count = self.frame_events = min(len(items), FRAME_LIMIT)
-        batch = [items.popleft() for _ in range(count)]
+        batch = items[:count]
+        del items[:count]
         if items:
             self.oldest_at = time.monotonic()
         return "[" + ",".join(batch) + "]"
@@ -411,11 +413,15 @@ class Hub:
                 await self.add(outbox, channel)
             yield outbox
         finally:
-            # Local state is cleaned synchronously, so even a cancelled handler
-            # leaves no outbox behind; only the transport calls are awaited.
-            emptied = [c for c in list(outbox.channels) if self._detach(outbox, c)]
-            for channel in emptied:
-                try:
-                    await self._unsubscribe(channel)
-                except Exception:
-                    log.warning("could not unsubscribe from %s", channel, exc_info=True)
+            await self.drop(outbox)
+
+    async def drop(self, outbox: Outbox) -> None:
+        """Unsubscribe an outbox from every channel it is in."""
+        # Local state is cleaned synchronously, so even a cancelled handler leaves no
+        # outbox behind; only the transport calls are awaited.
+        emptied = [c for c in list(outbox.channels) if self._detach(outbox, c)]
+        for channel in emptied:
+            try:
+                await self._unsubscribe(channel)
+            except Exception:
+                log.warning("could not unsubscribe from %s", channel, exc_info=True)

@@ -101,7 +101,7 @@ async def serve(app: Quart, scope: dict[str, Any], receive: Receive, send: Send)
     conn = Connection(svc, user, app.config["CHATAPP_SEND_RATE"])
     wire = wire_of(scope)
     frames: Frames = wire if wire is not None and wire.claim() else AsgiFrames(receive)
-    log.info("websocket open user=%s conn=%s", user.username, conn.id)
+    _log_open(conn)
     svc.connections.add(conn)
     svc.metrics.connections.inc()
     try:
@@ -118,10 +118,18 @@ async def serve(app: Quart, scope: dict[str, Any], receive: Receive, send: Send)
         svc.metrics.connections.dec()
         if conn.outbox.close_code == CLOSE_SLOW_CONSUMER:
             svc.metrics.slow_consumer_closes.inc()
-        log.info(
-            "websocket closed user=%s conn=%s code=%s",
-            user.username, conn.id, conn.outbox.close_code or "client",
-        )
+        _log_closed(conn)
+
+
+# Logging from helpers: finding the caller's line would otherwise give ``serve``'s
+# coroutine a frame object that stays for the connection's lifetime.
+def _log_open(conn: Connection) -> None:
+    log.info("websocket open user=%s conn=%s", conn.user.username, conn.id)
+
+
+def _log_closed(conn: Connection) -> None:
+    log.info("websocket closed user=%s conn=%s code=%s",
+             conn.user.username, conn.id, conn.outbox.close_code or "client")
 
 
 def _handshake(app: Quart, scope: dict[str, Any]) -> Websocket:
@@ -171,34 +179,48 @@ async def _session(
     svc: Services, conn: Connection, session_token: str, frames: Frames, wire: Wire | None,
     send: Send, idle_timeout: float,
 ) -> None:
-    user = conn.user
-    rooms = await svc.storage.rooms_of(user.id)
-    channels = [room_channel(r.slug) for r in rooms]
-    channels += [user_channel(user.id), session_channel(token_hash(session_token)),
-                 PRESENCE_CHANNEL]
-    async with svc.hub.subscription(conn.outbox, channels):
-        await svc.presence.connected(user.username)
+    # Setup lives in helpers: their locals (room lists, the hello) are freed before
+    # the long wait, not kept in this frame for the connection's lifetime.
+    username = conn.user.username
+    try:
+        await _subscribe(svc, conn, session_token)
+        await svc.presence.connected(username)
         try:
-            # Subscribed before the snapshot: nothing published after it is missed, and
-            # events already queued carry seqs the client de-duplicates.
-            snapshot = await svc.storage.rooms_of(user.id)
-            conn.remember_rooms(snapshot)
-            for summary in snapshot:
-                svc.hub.note_seq(room_channel(summary.slug), summary.last_seq)
-            hello = encode(
-                "hello",
-                user=user.to_json(),
-                rooms=[r.to_json() for r in snapshot],
-                online=await svc.presence.online(),
-                epoch=await svc.storage.epoch(),
-            )
-            conn.outbox.push_first(hello)
+            conn.outbox.push_first(await _hello(svc, conn))
             if wire is not None and wire.framed:
                 # Queued behind the hello: from now on events may skip the queue.
                 conn.outbox.attach(wire, svc.hub.pacer)
             await _pump(conn, frames, send, idle_timeout)
         finally:
-            await asyncio.shield(svc.presence.disconnected(user.username))
+            await asyncio.shield(svc.presence.disconnected(username))
+    finally:
+        await svc.hub.drop(conn.outbox)
+
+
+async def _subscribe(svc: Services, conn: Connection, session_token: str) -> None:
+    user = conn.user
+    rooms = await svc.storage.rooms_of(user.id)
+    channels = [room_channel(r.slug) for r in rooms]
+    channels += [user_channel(user.id), session_channel(token_hash(session_token)),
+                 PRESENCE_CHANNEL]
+    for channel in channels:
+        await svc.hub.add(conn.outbox, channel)
+
+
+async def _hello(svc: Services, conn: Connection) -> str:
+    # Subscribed before the snapshot: nothing published after it is missed, and
+    # events already queued carry seqs the client de-duplicates.
+    snapshot = await svc.storage.rooms_of(conn.user.id)
+    conn.remember_rooms(snapshot)
+    for summary in snapshot:
+        svc.hub.note_seq(room_channel(summary.slug), summary.last_seq)
+    return encode(
+        "hello",
+        user=conn.user.to_json(),
+        rooms=[r.to_json() for r in snapshot],
+        online=await svc.presence.online(),
+        epoch=await svc.storage.epoch(),
+    )
 
 
 class Frames(Protocol):
