@@ -14,7 +14,6 @@ from .broker.hub import Outbox
 from .chat import ChatError, is_text
 from .config import Rate
 from .events import (
-    CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
     CLOSE_TOO_BIG,
     CLOSE_UNSUPPORTED,
@@ -56,33 +55,7 @@ class Connection:
         # so the hot path (send, typing, read) needs no database read to authorize.
         self.rooms: dict[str, Room] = {}
         self._sends: set[asyncio.Task[None]] = set()
-        self._idle_timeout = 0.0
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self.last_frame_at = 0.0
-
-    def watch_idle(self, timeout: float) -> None:
-        """Close with 1001 once no frame has come for ``timeout`` seconds.
-
-        One timer per connection, moved on only when it fires: a frame just notes
-        the time (a timeout per receive would cost a timer and a task per frame).
-        """
-        loop = asyncio.get_running_loop()
-        self._idle_timeout = timeout
-        self.last_frame_at = loop.time()
-        self._idle_timer = loop.call_at(self.last_frame_at + timeout, self._check_idle, loop)
-
-    def _check_idle(self, loop: asyncio.AbstractEventLoop) -> None:
-        deadline = self.last_frame_at + self._idle_timeout
-        if loop.time() < deadline:
-            self._idle_timer = loop.call_at(deadline, self._check_idle, loop)
-        else:
-            self._idle_timer = None
-            self.outbox.close(CLOSE_GOING_AWAY, "no frame within the idle timeout")
-
-    def stop_watching_idle(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        self.last_frame_at = time.monotonic()  # read by IdleSweeper
 
     def remember_rooms(self, summaries: Iterable[RoomSummary]) -> None:
         for s in summaries:

@@ -15,6 +15,7 @@ from .broker import Transport, open_transport
 from .broker.hub import Hub
 from .chat import Chat
 from .config import ConfigError
+from .idle import IdleSweeper
 from .metrics import Metrics, create_metrics
 from .passwords import Passwords
 from .presence import Presence
@@ -34,6 +35,7 @@ class Services:
     chat: Chat
     api_limiter: KeyedLimiter
     metrics: Metrics
+    idle: IdleSweeper
     connections: set[Any] = field(default_factory=set)
     _lock: IO[str] | None = None
 
@@ -45,6 +47,7 @@ def init_app(app: Quart) -> None:
     transport = open_transport(config["CHATAPP_BROKER_URL"])
     metrics = create_metrics()
     hub = Hub(transport, metrics)
+    connections: set[Any] = set()
     services = Services(
         storage=storage,
         transport=transport,
@@ -54,6 +57,8 @@ def init_app(app: Quart) -> None:
         chat=Chat(storage, hub),
         api_limiter=KeyedLimiter(config["CHATAPP_API_RATE"]),
         metrics=metrics,
+        idle=IdleSweeper(config["CHATAPP_IDLE_TIMEOUT"], connections),
+        connections=connections,
     )
     services.chat.stored_counter = services.metrics.messages_stored
     hub.catch_up = services.chat.catch_up
@@ -68,6 +73,7 @@ def init_app(app: Quart) -> None:
 
     @app.after_serving
     async def close_services() -> None:
+        services.idle.stop()
         await presence_shutdown(services)
         await hub.stop()
         await storage.close()

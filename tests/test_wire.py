@@ -80,3 +80,22 @@ async def test_events_arrive_whole_and_in_order_with_and_without_the_wire(
         assert got == [(number + 1, f"m{number}") for number in range(total)]
     finally:
         server.kill()
+
+
+async def test_mailbox_hands_over_in_order_and_bounds_the_producer() -> None:
+    from chatapp.wire import Mailbox
+
+    box = Mailbox(2)
+    await box.put(1)
+    await box.put(2)
+    blocked = asyncio.ensure_future(box.put(3))
+    await asyncio.sleep(0.01)
+    assert not blocked.done(), "a full mailbox must hold the producer back"
+    assert await box.get() == 1
+    await asyncio.wait_for(blocked, 1)
+    assert [await box.get(), await box.get()] == [2, 3]
+    waiting = asyncio.ensure_future(box.get())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    await box.put(4)
+    assert await asyncio.wait_for(waiting, 1) == 4

@@ -105,8 +105,7 @@ async def serve(app: Quart, scope: dict[str, Any], receive: Receive, send: Send)
     svc.connections.add(conn)
     svc.metrics.connections.inc()
     try:
-        await _session(svc, conn, session_token, frames, wire, send,
-                       app.config["CHATAPP_IDLE_TIMEOUT"])
+        await _session(svc, conn, session_token, frames, wire, send)
     except Exception:
         # A bug, not a bad frame: log it and close this socket alone, with a code the
         # client can act on (reconnect and sync) instead of leaving it hanging.
@@ -177,7 +176,7 @@ async def _reject(scope: dict[str, Any], send: Send, status: int, text: str) -> 
 
 async def _session(
     svc: Services, conn: Connection, session_token: str, frames: Frames, wire: Wire | None,
-    send: Send, idle_timeout: float,
+    send: Send,
 ) -> None:
     # Setup lives in helpers: their locals (room lists, the hello) are freed before
     # the long wait, not kept in this frame for the connection's lifetime.
@@ -190,7 +189,7 @@ async def _session(
             if wire is not None and wire.framed:
                 # Queued behind the hello: from now on events may skip the queue.
                 conn.outbox.attach(wire, svc.hub.pacer)
-            await _pump(conn, frames, send, idle_timeout)
+            await _pump(conn, frames, send)
         finally:
             await asyncio.shield(svc.presence.disconnected(username))
     finally:
@@ -263,7 +262,7 @@ class AsgiFrames:
             self._next.cancel()
 
 
-async def _pump(conn: Connection, frames: Frames, send: Send, idle_timeout: float) -> None:
+async def _pump(conn: Connection, frames: Frames, send: Send) -> None:
     """Read in this task until the client goes or the outbox closes.
 
     A writer task sends what the socket could not take at once. With a framed wire it
@@ -283,7 +282,7 @@ async def _pump(conn: Connection, frames: Frames, send: Send, idle_timeout: floa
     outbox.on_close = frames.stop
     outbox.on_backlog = start_writer
     start_writer()  # the hello is queued
-    conn.watch_idle(idle_timeout)
+    conn.services.idle.start()
     try:
         while outbox.close_code is None:
             data = await frames.receive()
@@ -292,7 +291,6 @@ async def _pump(conn: Connection, frames: Frames, send: Send, idle_timeout: floa
             await conn.receive(data)
     finally:
         outbox.on_backlog = None
-        conn.stop_watching_idle()
         frames.stop()
         conn.cancel_pending()
         if writer is not None:

@@ -1,0 +1,42 @@
+"""Closing websockets that went silent (a half-open TCP connection sends nothing)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from .events import CLOSE_GOING_AWAY
+
+
+class IdleSweeper:
+    """Closes connections that sent no frame for ``timeout`` seconds, with 1001.
+
+    One timer for the whole process, sweeping every tenth of the timeout (between
+    50 ms and 5 s): a frame just notes the time, and an idle connection holds no
+    timer of its own.
+    """
+
+    def __init__(self, timeout: float, connections: Iterable[Any]) -> None:
+        self.timeout = timeout
+        self._connections = connections
+        self._period = min(max(timeout / 10, 0.05), 5.0)
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        """Sweep while the event loop runs (idempotent)."""
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._period, self._sweep)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for conn in list(self._connections):
+            if now - conn.last_frame_at >= self.timeout:
+                conn.outbox.close(CLOSE_GOING_AWAY, "no frame within the idle timeout")
+        self._timer = asyncio.get_running_loop().call_later(self._period, self._sweep)
