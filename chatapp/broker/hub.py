@@ -334,10 +334,10 @@ class Hub:
     def count_written(
         self, events: int, frames: int | None = None, elapsed: float | None = None
     ) -> None:
-        """Account for events written to sockets outside the writer tasks.
+        """Account for events written to sockets (the metrics of SPEC §8).
 
         ``frames`` defaults to one per event; ``elapsed`` is the longest any of them
-        waited (a fan-out loop, or a tick's flush).
+        waited (a fan-out loop, a tick's flush, or a writer task's frame).
         """
         metrics = self.metrics
         if metrics is not None:

@@ -321,16 +321,13 @@ async def _close(conn: Connection, send: Send) -> None:
 
 async def _write(conn: Connection, send: Send, linger: bool) -> None:
     """Send queued frames; without ``linger``, return once the queue is empty."""
-    outbox, metrics = conn.outbox, conn.services.metrics
-    pace = conn.services.hub.pacer.pace
+    outbox, hub = conn.outbox, conn.services.hub
     while linger or len(outbox):
-        frame = await outbox.next_frame(pace)
+        frame = await outbox.next_frame(hub.pacer.pace)
         if frame is None:
             return
         queued_at = outbox.oldest_at
         wire = outbox.wire
         if wire is None or not wire.write(text_frame(frame)):
             await send({"type": "websocket.send", "text": frame})
-        metrics.frames_sent.inc()
-        metrics.events_delivered.inc(outbox.frame_events)
-        metrics.fanout_latency.observe(time.monotonic() - queued_at)
+        hub.count_written(outbox.frame_events, frames=1, elapsed=time.monotonic() - queued_at)
