@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 from quart import Quart, Response, g, request, session, websocket
 from quart.wrappers import BaseRequestWebsocket
 
+from .accounts import Accounts
 from .services import services
 from .storage import User
 
@@ -57,13 +59,20 @@ async def load_user() -> None:
             g.user = await services().accounts.user_for_api_token(credential.strip())
             g.bearer = True
             return
-    token = session.get("sid")
-    if isinstance(token, str):
-        user = await services().accounts.resume_session(token)
-        if user is None:
-            session.pop("sid", None)  # revoked or expired: the cookie is dead
-        else:
-            g.user, g.session_token = user, token
+    found = await session_user(services().accounts, session)
+    if found is not None:
+        g.user, g.session_token = found
+    elif isinstance(session.get("sid"), str):
+        session.pop("sid")  # revoked or expired: the cookie is dead
+
+
+async def session_user(accounts: Accounts, cookie: Mapping[str, Any]) -> tuple[User, str] | None:
+    """The user and session token of a signed-cookie session, if it is still live."""
+    token = cookie.get("sid")
+    if not isinstance(token, str):
+        return None
+    user = await accounts.resume_session(token)
+    return None if user is None else (user, token)
 
 
 def current_user() -> User | None:

@@ -38,7 +38,7 @@ from ..events import (
     session_channel,
     user_channel,
 )
-from ..security import origin_allowed
+from ..security import origin_allowed, session_user
 from ..services import Services
 from ..storage import User
 from ..wire import Wire, text_frame, wire_of
@@ -151,13 +151,10 @@ def _handshake(app: Quart, scope: dict[str, Any]) -> Websocket:
 async def _identify(
     app: Quart, svc: Services, handshake: Websocket
 ) -> tuple[User | None, str | None]:
-    """The signed session cookie's user and token (``security.load_user``'s cookie path)."""
+    """The signed session cookie's user and token, read as for every page."""
     session = await app.session_interface.open_session(app, handshake)
-    token = session.get("sid") if session is not None else None
-    if not isinstance(token, str):
-        return None, None
-    user = await svc.accounts.resume_session(token)
-    return (user, token) if user is not None else (None, None)
+    found = None if session is None else await session_user(svc.accounts, session)
+    return (None, None) if found is None else found
 
 
 async def _reject(scope: dict[str, Any], send: Send, status: int, text: str) -> None:
