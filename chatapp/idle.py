@@ -25,7 +25,7 @@ class IdleSweeper:
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
-        """Sweep while the event loop runs (idempotent)."""
+        """Sweep from now until ``stop`` (the app starts it before serving)."""
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._period, self._sweep)
 

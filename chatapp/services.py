@@ -70,6 +70,7 @@ def init_app(app: Quart) -> None:
             services._lock = _claim_single_process(config["CHATAPP_DATABASE_URL"])
         await storage.connect()
         await hub.start()
+        services.idle.start()
 
     @app.after_serving
     async def close_services() -> None:

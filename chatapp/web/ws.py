@@ -279,7 +279,6 @@ async def _pump(conn: Connection, frames: Frames, send: Send) -> None:
     outbox.on_close = frames.stop
     outbox.on_backlog = start_writer
     start_writer()  # the hello is queued
-    conn.services.idle.start()
     try:
         while outbox.close_code is None:
             data = await frames.receive()
