@@ -388,16 +388,13 @@ class RedisTransport(Transport):
     async def publish(self, channel: str, payload: str) -> None:
         if self._redis is None:
             raise BrokerError("Redis transport is not connected")
-        if self._outgoing is None:  # no publisher task (starting or closing): directly
-            try:
-                await self._redis.publish(self.prefix + channel, payload)
-            except REDIS_ERRORS as error:
-                raise_if_cancelled(error)
-                raise BrokerError(f"publish to Redis failed: {error}") from error
-            return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._outgoing.append((self.prefix + channel, payload, future))
-        self._publish_ready.set()
+        item = (self.prefix + channel, payload, future)
+        if self._outgoing is None:  # no publisher task (starting or closing): directly
+            await self._publish_batch([item])
+        else:
+            self._outgoing.append(item)
+            self._publish_ready.set()
         await future
 
     async def _publisher(self) -> None:
