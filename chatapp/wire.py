@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Awaitable
 from functools import partial
 from typing import Any
 
@@ -53,11 +54,61 @@ def text_frame(payload: str) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, size) + data
 
 
+class Mailbox:
+    """A bounded queue with one consumer: ``asyncio.Queue``'s ``get``/``put`` without
+    its four deques (~3.3 KB per connection, bench s3), plus ``close``.
+
+    Serves as Hypercorn's per-websocket app queue (which, once a wire has claimed the
+    frames, carries two events in a connection's life: connect and disconnect) and as
+    the wire's inbox. While it is full, producers wait (and with them the client's TCP
+    stream); once closed, ``get`` returns None when it is empty and ``put`` drops.
+    """
+
+    __slots__ = ("_items", "_maxsize", "_ready", "_room", "closed")
+
+    def __init__(self, maxsize: int = 0) -> None:
+        self._items: list[Any] = []
+        self._maxsize = maxsize
+        self._ready = Wakeup()
+        # Producers may be several (Hypercorn's reader, its writer on a lost socket).
+        self._room: asyncio.Future[None] | None = None
+        self.closed = False
+
+    async def put(self, item: Any) -> None:
+        while 0 < self._maxsize <= len(self._items) and not self.closed:
+            if self._room is None or self._room.done():
+                self._room = asyncio.get_running_loop().create_future()
+            await self._room
+        if self.closed:  # the consumer has stopped reading: nobody will take it
+            return
+        self._items.append(item)
+        self._ready.set()
+
+    async def get(self) -> Any:
+        while not self._items:
+            if self.closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        item = self._items.pop(0)
+        self._make_room()
+        return item
+
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+        self._make_room()
+
+    def _make_room(self) -> None:
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
+
+
 class Wire:
     """One accepted websocket's direct writes and claimed inbox."""
 
     __slots__ = ("_stream", "_transport", "_send_lock", "framed", "claimed",
-                 "_passed_to_app", "_inbox", "_readable", "_room", "ended")
+                 "_passed_to_app", "_inbox")
 
     def __init__(self, stream: WiredWSStream, transport: Any, send_lock: Any) -> None:
         self._stream = stream
@@ -68,11 +119,7 @@ class Wire:
         self.framed = transport is not None and not stream.connection._proto.extensions
         self.claimed = False
         self._passed_to_app = False
-        self._inbox: list[str | bytes] = []  # a list: at most INBOX_LIMIT, and lighter
-        self._readable = Wakeup()
-        self._room = Wakeup()
-        self._room.set()
-        self.ended = False
+        self._inbox = Mailbox(INBOX_LIMIT)
 
     # out
     def writable(self) -> bool:
@@ -108,71 +155,21 @@ class Wire:
             self.claimed = True
         return self.claimed
 
-    async def receive(self) -> str | bytes | None:
-        """The next message, or None once the client is gone."""
-        while not self._inbox:
-            if self.ended:
-                return None
-            self._readable.clear()
-            await self._readable.wait()
-        message = self._inbox.pop(0)
-        self._room.set()
-        return message
+    def receive(self) -> Awaitable[str | bytes | None]:
+        """The next message, or None once the client is gone.
+
+        The inbox's own ``get``, not a coroutine around it: an idle connection then
+        keeps one frame less suspended (bench s3)."""
+        get: Awaitable[str | bytes | None] = self._inbox.get()
+        return get
 
     async def _put(self, message: dict[str, Any]) -> None:
-        while len(self._inbox) >= INBOX_LIMIT and not self.ended:
-            self._room.clear()
-            await self._room.wait()
-        if self.ended:  # the app has stopped reading: nobody will take it
-            return
         data = message.get("bytes")
-        self._inbox.append(data if data is not None else message["text"])
-        self._readable.set()
+        await self._inbox.put(data if data is not None else message["text"])
 
     def stop(self) -> None:
         """No more reading: ``receive`` returns None, and what comes in is dropped."""
-        self.ended = True
-        self._readable.set()
-        self._room.set()
-
-
-class Mailbox:
-    """``asyncio.Queue``'s ``get``/``put`` for one consumer, without its four deques.
-
-    Hypercorn gives each connection's app a queue of ASGI events. Once a wire has
-    claimed the frames, a websocket's queue carries two events in its whole life
-    (connect, disconnect), yet an ``asyncio.Queue`` costs ~3.3 KB per connection
-    (bench s3).
-    """
-
-    __slots__ = ("_items", "_maxsize", "_getter", "_room")
-
-    def __init__(self, maxsize: int = 0) -> None:
-        self._items: list[Any] = []
-        self._maxsize = maxsize
-        self._getter: asyncio.Future[None] | None = None
-        self._room: asyncio.Future[None] | None = None
-
-    async def put(self, item: Any) -> None:
-        while 0 < self._maxsize <= len(self._items):
-            if self._room is None or self._room.done():
-                self._room = asyncio.get_running_loop().create_future()
-            await self._room
-        self._items.append(item)
-        if self._getter is not None and not self._getter.done():
-            self._getter.set_result(None)
-
-    async def get(self) -> Any:
-        while not self._items:
-            self._getter = asyncio.get_running_loop().create_future()
-            try:
-                await self._getter
-            finally:
-                self._getter = None
-        item = self._items.pop(0)
-        if self._room is not None and not self._room.done():
-            self._room.set_result(None)
-        return item
+        self._inbox.close()
 
 
 class _LightTaskGroup:

@@ -99,3 +99,18 @@ async def test_mailbox_hands_over_in_order_and_bounds_the_producer() -> None:
     assert not waiting.done()
     await box.put(4)
     assert await asyncio.wait_for(waiting, 1) == 4
+
+
+async def test_a_closed_mailbox_drains_then_answers_none_and_drops_new_items() -> None:
+    from chatapp.wire import Mailbox
+
+    box = Mailbox(1)
+    await box.put("a")
+    blocked = asyncio.ensure_future(box.put("b"))
+    await asyncio.sleep(0.01)
+    box.close()
+    await asyncio.wait_for(blocked, 1)  # a waiting producer is released, its item dropped
+    assert await box.get() == "a"
+    assert await box.get() is None
+    await box.put("c")
+    assert await box.get() is None

@@ -222,7 +222,7 @@ async def _hello(svc: Services, conn: Connection) -> str:
 class Frames(Protocol):
     """Where a connection's incoming frames come from (a ``Wire``, or ``AsgiFrames``)."""
 
-    async def receive(self) -> str | bytes | None:
+    def receive(self) -> Awaitable[str | bytes | None]:
         """The next frame; None once the client is gone or ``stop`` was called."""
 
     def stop(self) -> None:
