@@ -274,6 +274,14 @@ class SQLiteStorage(Storage):
             raise StorageError("storage is not connected")
         return await self._writer.write(op)
 
+    async def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        """One write statement, committed with the writer's next batch."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(sql, params)
+
+        await self._write(op)
+
     async def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         rows = await self._all(sql, params)
         return rows[0] if rows else None
@@ -327,21 +335,17 @@ class SQLiteStorage(Storage):
         return _user(row) if row else None
 
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
-        await self._write(
-            lambda conn: conn.execute(
-                "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
-            )
+        await self._execute(
+            "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
         )
 
     # sessions
     async def create_session(self, token_hash: str, user_id: int) -> None:
         now = isoformat(utcnow())
-        await self._write(
-            lambda conn: conn.execute(
-                "INSERT INTO sessions (token_hash, user_id, created_at, last_seen)"
-                " VALUES (?, ?, ?, ?)",
-                (token_hash, user_id, now, now),
-            )
+        await self._execute(
+            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen)"
+            " VALUES (?, ?, ?, ?)",
+            (token_hash, user_id, now, now),
         )
 
     async def session(self, token_hash: str, idle_after: datetime) -> SessionRecord | None:
@@ -360,26 +364,20 @@ class SQLiteStorage(Storage):
 
     async def touch_session(self, token_hash: str) -> None:
         now = isoformat(utcnow())
-        await self._write(
-            lambda conn: conn.execute(
-                "UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, token_hash)
-            )
+        await self._execute(
+            "UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, token_hash)
         )
 
     async def delete_session(self, token_hash: str) -> None:
-        await self._write(
-            lambda conn: conn.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
-        )
+        await self._execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
 
     # API tokens (bots)
     async def create_api_token(self, token_hash: str, user_id: int, name: str) -> None:
         now = isoformat(utcnow())
-        await self._write(
-            lambda conn: conn.execute(
-                "INSERT INTO api_tokens (token_hash, user_id, name, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (token_hash, user_id, name, now),
-            )
+        await self._execute(
+            "INSERT INTO api_tokens (token_hash, user_id, name, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (token_hash, user_id, name, now),
         )
 
     async def user_for_api_token(self, token_hash: str) -> User | None:
@@ -468,20 +466,16 @@ class SQLiteStorage(Storage):
 
     async def join(self, user_id: int, room_id: int) -> None:
         now = isoformat(utcnow())
-        await self._write(
-            lambda conn: conn.execute(
-                "INSERT INTO memberships (user_id, room_id, last_read_seq, joined_at)"
-                " SELECT ?, id, last_seq, ? FROM rooms WHERE id = ?"
-                " ON CONFLICT DO NOTHING",
-                (user_id, now, room_id),
-            )
+        await self._execute(
+            "INSERT INTO memberships (user_id, room_id, last_read_seq, joined_at)"
+            " SELECT ?, id, last_seq, ? FROM rooms WHERE id = ?"
+            " ON CONFLICT DO NOTHING",
+            (user_id, now, room_id),
         )
 
     async def leave(self, user_id: int, room_id: int) -> None:
-        await self._write(
-            lambda conn: conn.execute(
-                "DELETE FROM memberships WHERE user_id = ? AND room_id = ?", (user_id, room_id)
-            )
+        await self._execute(
+            "DELETE FROM memberships WHERE user_id = ? AND room_id = ?", (user_id, room_id)
         )
 
     async def mark_read(self, user_id: int, room_id: int, seq: int) -> int:
