@@ -18,7 +18,7 @@ from .events import (
     room_channel,
     user_channel,
 )
-from .ratelimit import Throttle
+from .limits import MEMBER_ADD_RATE, ROOM_CREATE_RATE, Limits, MemoryLimits
 from .storage import SYNC_LIMIT, Message, MessagePage, Room, RoomExists, RoomSummary, Storage, User
 
 log = logging.getLogger(__name__)
@@ -118,11 +118,11 @@ class SyncResult:
 
 
 class Chat:
-    def __init__(self, storage: Storage, hub: Hub) -> None:
+    def __init__(self, storage: Storage, hub: Hub, limits: Limits | None = None) -> None:
         self.storage = storage
         self.hub = hub
-        self._typing_sent = Throttle(TYPING_EVERY)
-        self._viewing_sent = Throttle(VIEWING_EVERY)
+        # Per user across every worker and host (SPEC §7), with the broker's store.
+        self.limits = limits if limits is not None else MemoryLimits()
         self.stored_counter: Any = None  # a metrics counter, when metrics are on
 
     async def room_for(self, user: User, slug: Any, *, to_write: bool = False) -> Room:
@@ -208,7 +208,7 @@ class Chat:
 
     async def typing(self, user: User, room: Room) -> None:
         """Tell the room someone is typing, at most once per 2 s per user and room."""
-        if not self._typing_sent.allow((user.id, room.id)):
+        if not await self.limits.once(f"typing:{user.id}:{room.id}", TYPING_EVERY):
             return
         await self._publish(room_channel(room.slug), encode("typing", room=room.slug,
                                                                user=user.username))
@@ -218,7 +218,7 @@ class Chat:
 
         Nothing is stored: clients forget a viewer they have not heard from lately.
         """
-        if not self._viewing_sent.allow((user.id, room.id)):
+        if not await self.limits.once(f"viewing:{user.id}:{room.id}", VIEWING_EVERY):
             return
         await self._publish(room_channel(room.slug), encode("viewing", room=room.slug,
                                                                user=user.username))
@@ -244,6 +244,8 @@ class Chat:
         slug = slugify(name)
         if not slug:
             raise ChatError("invalid", "name needs at least one letter or digit", "name")
+        await self.limits.check(f"rooms:{user.id}", ROOM_CREATE_RATE,
+                                "too many new rooms; try again later")
         try:
             room = await self.storage.create_room(slug, name, kind, user.id)
         except RoomExists:
@@ -268,6 +270,8 @@ class Chat:
         member = await self.storage.user_by_name(username)
         if member is None:
             raise ChatError("not_found", f"no user {username!r}", "username")
+        await self.limits.check(f"adds:{user.id}", MEMBER_ADD_RATE,
+                                "too many people added; try again later")
         await self.storage.join(member.id, room.id)
         summary = RoomSummary(room.id, room.slug, room.name, room.kind, 0, room.last_seq)
         await self._announce_joined(member.id, summary)

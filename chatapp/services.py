@@ -19,7 +19,7 @@ from .idle import IdleSweeper
 from .metrics import Metrics, create_metrics
 from .passwords import Passwords
 from .presence import Presence
-from .ratelimit import KeyedLimiter
+from .limits import Limits, open_limits
 from .storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class Services:
     presence: Presence
     accounts: Accounts
     chat: Chat
-    api_limiter: KeyedLimiter
+    limits: Limits
     metrics: Metrics
     idle: IdleSweeper
     connections: set[Any] = field(default_factory=set)
@@ -45,6 +45,7 @@ def init_app(app: Quart) -> None:
     config = app.config
     storage = open_storage(config["CHATAPP_DATABASE_URL"])
     transport = open_transport(config["CHATAPP_BROKER_URL"])
+    limits = open_limits(config["CHATAPP_BROKER_URL"])  # shared where the broker is
     metrics = create_metrics()
     hub = Hub(transport, metrics)
     connections: set[Any] = set()
@@ -54,8 +55,8 @@ def init_app(app: Quart) -> None:
         hub=hub,
         presence=Presence(hub, config["CHATAPP_PRESENCE_GRACE_SECONDS"]),
         accounts=Accounts(storage, Passwords()),
-        chat=Chat(storage, hub),
-        api_limiter=KeyedLimiter(config["CHATAPP_API_RATE"]),
+        chat=Chat(storage, hub, limits),
+        limits=limits,
         metrics=metrics,
         idle=IdleSweeper(config["CHATAPP_IDLE_TIMEOUT"], connections),
         connections=connections,
@@ -69,6 +70,7 @@ def init_app(app: Quart) -> None:
         if not transport.shared_across_processes:
             services._lock = _claim_single_process(config["CHATAPP_DATABASE_URL"])
         await storage.connect()
+        await limits.connect()
         await hub.start()
         services.idle.start()
 
@@ -77,6 +79,7 @@ def init_app(app: Quart) -> None:
         services.idle.stop()
         await presence_shutdown(services)
         await hub.stop()
+        await limits.close()
         await storage.close()
         services.accounts.passwords.close()
         if services._lock is not None:

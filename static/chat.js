@@ -4,10 +4,12 @@
 import { api, ApiError, goToLogin } from './api.js';
 import { Socket } from './socket.js';
 import { Timeline } from './timeline.js';
-import { hueClass, newNonce } from './format.js';
+import { h, hueClass, newNonce } from './format.js';
 import { Composer } from './composer.js';
 import { Outbox } from './outbox.js';
 import { Room, renderOnline as drawOnline, renderRooms as drawRooms, renderTitle } from './rooms.js';
+import { isRoomEvent, quoteOf } from './roomstream.js';
+import { MessageActions } from './message-actions.js';
 import { setupRoomDialogs } from './dialogs.js';
 import {
   announce, closeDrawers, notify, setupChrome, setupNotifyButton, toast,
@@ -22,15 +24,10 @@ const PIN_SLACK_PX = 48;
 const VIEWING_SEEN_MS = 45_000;
 const VIEWING_RELAY_MS = 5000;
 const VIEWING_ANSWERED_MS = 1500;
-// Events that carry `room`/`seq` but are not room-stream events.
-const NOT_ROOM_EVENTS = new Set([
-  'hello', 'ack', 'synced', 'presence', 'typing', 'viewing', 'read', 'pong', 'error', 'room_joined',
-  'room_left',
-]);
 
 const $ = (id) => document.getElementById(id);
 const body = document.body;
-const me = { id: Number(body.dataset.userId), username: body.dataset.username };
+const me = { id: Number(body.dataset.userId), username: body.dataset.username, isAdmin: false };
 
 const els = {
   composerForm: $('composer'),
@@ -65,7 +62,19 @@ const state = {
   preview: null, // a public room shown read-only before joining
 };
 
-const composer = new Composer($('composer'), { onSubmit: sendMessage, onTyping: sendTyping });
+const composer = new Composer($('composer'), {
+  onSubmit: submitComposer, onTyping: sendTyping, onEditLast: editLastMessage,
+});
+
+const actions = new MessageActions({
+  me: me.username,
+  isAdmin: () => me.isAdmin,
+  onReact: reactTo,
+  onReply: (m) => composer.replyTo(m, quoteOf(m)),
+  onEdit: (m) => composer.edit(m),
+  onDelete: deleteMessage,
+  onShowEdits: showEdits,
+});
 
 const socket = new Socket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`, {
   onEvent: handleEvent,
@@ -77,13 +86,14 @@ const socket = new Socket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${
 // ---------------------------------------------------------------- events
 
 function handleEvent(ev) {
-  if (!NOT_ROOM_EVENTS.has(ev.type) && typeof ev.room === 'string' && Number.isInteger(ev.seq)) {
+  if (isRoomEvent(ev)) {
     onRoomEvent(ev, { live: true });
     return;
   }
   switch (ev.type) {
     case 'hello': onHello(ev); break;
     case 'ack': onAck(ev); break;
+    case 'done': if (isRoomEvent(ev.event)) onRoomEvent(ev.event, { live: false }); break;
     case 'synced': onSynced(ev); break;
     case 'presence': onPresence(ev); break;
     case 'typing': onTyping(ev); break;
@@ -103,6 +113,7 @@ function onHello(ev) {
   }
   const reconnect = state.everReady;
   state.epoch = ev.epoch;
+  me.isAdmin = Boolean(ev.user?.is_admin);
   state.ready = true;
   state.everReady = true;
   socket.healthy();
@@ -113,8 +124,7 @@ function onHello(ev) {
     seen.add(r.slug);
     let room = state.rooms.get(r.slug);
     if (!room) {
-      room = new Room(r);
-      state.rooms.set(r.slug, room);
+      room = addRoom(r);
     } else {
       room.name = r.name;
       room.kind = r.kind;
@@ -151,34 +161,41 @@ function onHello(ev) {
   sendViewing();
 }
 
+// Whether the changes being applied arrived live (notify, announce) or are catch-up.
+let applyingLive = false;
+
 function onRoomEvent(ev, { live }) {
   const room = state.rooms.get(ev.room);
-  if (!room || ev.seq <= room.lastSeq) return; // unknown room or a duplicate
-  if (room.loading || ev.seq > room.lastSeq + 1) {
-    room.pending.set(ev.seq, ev);
-    if (!room.loading) requestSync(room);
-    return;
-  }
-  applyRoomEvent(room, ev, live);
-  drainPending(room);
+  if (!room) return; // a room we are not in (any more)
+  applyingLive = live;
+  const gap = room.stream.offer(ev);
+  applyingLive = false;
+  if (gap) requestSync(room);
 }
 
-function drainPending(room, live = true) {
-  for (const seq of room.pending.keys()) {
-    if (seq <= room.lastSeq) room.pending.delete(seq);
+/** One change of a room's projection, in seq order (RoomStream's onChange). */
+function onStreamChange(room, change) {
+  switch (change.kind) {
+    case 'added': onMessageAdded(room, change.message, change.event.seq, applyingLive); break;
+    case 'edited':
+    case 'reacted':
+      if (change.message) room.timeline?.update(change.message);
+      if (change.kind === 'edited' && applyingLive && room.slug === state.current && change.message.author !== me.username) {
+        announce(`${change.message.author} edited a message`);
+      }
+      break;
+    case 'deleted': {
+      const focusGone = room.timeline?.rowOf(change.id)?.contains(document.activeElement);
+      room.timeline?.remove(change.id);
+      if (composer.mode?.message?.id === change.id) composer.clearMode();
+      if (focusGone) composer.input.focus();
+      break;
+    }
+    default:
   }
-  while (room.pending.has(room.lastSeq + 1)) {
-    const ev = room.pending.get(room.lastSeq + 1);
-    room.pending.delete(ev.seq);
-    applyRoomEvent(room, ev, live);
-  }
-  if (room.pending.size) requestSync(room); // still a gap: ask for it
 }
 
-function applyRoomEvent(room, ev, live) {
-  room.lastSeq = ev.seq;
-  if (ev.type !== 'message' || !ev.message) return; // a future room event: just advance
-  const m = ev.message;
+function onMessageAdded(room, m, seq, live) {
   const own = m.author === me.username;
   const isCurrent = room.slug === state.current;
   const wasPinned = isCurrent && isAtBottom();
@@ -187,8 +204,8 @@ function applyRoomEvent(room, ev, live) {
   room.timeline?.append(m);
   if (!own) stopTyping(room.slug, m.author);
 
-  if (!own && ev.seq > room.unreadBase) {
-    room.unreadBase = ev.seq;
+  if (!own && seq > room.unreadBase) {
+    room.unreadBase = seq;
     if (!(isCurrent && wasPinned && document.visibilityState === 'visible')) room.unread += 1;
     if (live && document.hidden) {
       notify(`${m.author} in #${room.name}`, m.body.slice(0, 200), `room-${room.slug}`, () => openRoom(room.slug, { push: true }));
@@ -201,6 +218,13 @@ function applyRoomEvent(room, ev, live) {
   }
   renderRooms();
   scheduleRead();
+}
+
+function addRoom(summary) {
+  const room = new Room(summary);
+  room.stream.onChange = (change) => onStreamChange(room, change);
+  state.rooms.set(room.slug, room);
+  return room;
 }
 
 function requestSync(room) {
@@ -217,8 +241,9 @@ function onSynced(ev) {
   if (!room) return;
   room.syncing = false;
   clearTimeout(room.syncTimer);
-  if (ev.recovered === false) {
-    room.pending.clear();
+  applyingLive = false;
+  const verdict = room.stream.synced(ev);
+  if (verdict === 'reload') {
     if (room.timeline) {
       loadLatest(room, ev.last_seq);
     } else {
@@ -227,11 +252,7 @@ function onSynced(ev) {
     }
     return;
   }
-  const events = [...(ev.events ?? [])].sort((a, b) => a.seq - b.seq);
-  for (const e of events) {
-    if (e.seq > room.lastSeq) room.pending.set(e.seq, e);
-  }
-  drainPending(room, false);
+  if (verdict === 'gap') requestSync(room); // still a gap: ask for it
 }
 
 /** Server unread counts after we lost track (a sync that could not recover). */
@@ -256,12 +277,12 @@ function onAck(ev) {
     if (item) dropOutbox(ev.nonce);
     return;
   }
-  if (m.seq <= room.lastSeq) {
+  // The ack may be this room's next event: shown in place now, the echo is a duplicate.
+  applyingLive = false;
+  const verdict = room.stream.ack(m);
+  if (verdict === 'duplicate') {
     dropOutbox(ev.nonce); // the room event got here first
-  } else if (m.seq === room.lastSeq + 1 && !room.loading) {
-    // The ack is this room's next event: show it in place now; the echo is a duplicate.
-    onRoomEvent({ type: 'message', room: m.room, seq: m.seq, message: m }, { live: false });
-  } else if (item) {
+  } else if (verdict === 'wait' && item) {
     // Stored, but earlier events are still on their way: wait for them.
     item.state = 'sent';
     item.error = null;
@@ -358,8 +379,7 @@ function onRoomJoined(r) {
 function upsertRoom(r) {
   let room = state.rooms.get(r.slug);
   if (!room) {
-    room = new Room({ ...r, unread: r.unread ?? 0, last_seq: r.last_seq ?? 0 });
-    state.rooms.set(r.slug, room);
+    room = addRoom({ ...r, unread: r.unread ?? 0, last_seq: r.last_seq ?? 0 });
   } else {
     room.name = r.name ?? room.name;
     room.kind = r.kind ?? room.kind;
@@ -437,6 +457,9 @@ function makeTimeline(room) {
     onRetry: retryOutbox,
     onDiscard: (nonce) => { dropOutbox(nonce); },
     onRetryLoad: () => loadLatest(room),
+    onJump: (id) => jumpTo(room, id),
+    lookup: (id) => room.stream.lookup(id),
+    actions,
   });
   for (const item of state.outbox.values()) {
     if (item.room === room.slug) room.timeline.addOutbox(item);
@@ -473,14 +496,15 @@ async function loadLatest(room, knownLastSeq = 0) {
   if (state.rooms.get(room.slug) !== room && state.preview !== room) return; // left meanwhile
   const messages = data.messages ?? [];
   const isCurrent = room.slug === state.current;
-  room.timeline.reset(messages, Boolean(data.has_more));
-  const pageSeq = room.timeline.maxSeq;
-  room.lastSeq = messages.length ? Math.max(pageSeq, knownLastSeq) : Math.max(room.lastSeq, knownLastSeq);
   for (const m of messages) {
     if (m.nonce && state.outbox.has(m.nonce) && m.author === me.username) dropOutbox(m.nonce);
   }
-  room.loading = false;
-  drainPending(room, false);
+  // The page shows each message as it is now; events after its newest message are
+  // replayed over it (edits, reactions and deletes are idempotent).
+  applyingLive = false;
+  room.stream.messages.clear();
+  room.timeline.reset(messages, Boolean(data.has_more));
+  room.stream.reset(messages, messages.length ? knownLastSeq : Math.max(room.lastSeq, knownLastSeq));
   // Close the window between the page snapshot and the live stream.
   requestSync(room);
   if (isCurrent) {
@@ -500,6 +524,7 @@ async function loadOlder(room) {
     const data = await api(`/api/v1/rooms/${encodeURIComponent(room.slug)}/messages?before=${tl.oldestId}&limit=${PAGE}`);
     const isCurrent = room.slug === state.current;
     const before = els.scroller.scrollHeight - els.scroller.scrollTop;
+    room.stream.addOlder(data.messages ?? []);
     tl.prepend(data.messages ?? [], Boolean(data.has_more));
     // Keep the message the reader is looking at exactly where it was.
     if (isCurrent) els.scroller.scrollTop = els.scroller.scrollHeight - before;
@@ -653,7 +678,9 @@ function maybeSendRead() {
 
 function transmit(item) {
   if (!state.ready) return; // stays pending; sent again after the next hello
-  socket.send({ type: 'send', room: item.room, body: item.body, nonce: item.nonce });
+  const frame = { type: 'send', room: item.room, body: item.body, nonce: item.nonce };
+  if (item.replyTo) frame.reply_to = item.replyTo;
+  socket.send(frame);
 }
 
 function dropOutbox(nonce) {
@@ -673,15 +700,90 @@ function retryOutbox(nonce) {
   transmit(item);
 }
 
-function sendMessage(text) {
+function submitComposer(text, mode) {
+  if (mode?.kind === 'edit') editMessage(mode.message, text);
+  else sendMessage(text, mode?.kind === 'reply' ? mode.message.id : null);
+}
+
+function sendMessage(text, replyTo = null) {
   const room = currentRoom();
   if (!room || room === state.preview) return;
-  const item = { nonce: newNonce(), room: room.slug, body: text, state: 'pending', error: null, ts: Date.now() };
+  const item = {
+    nonce: newNonce(), room: room.slug, body: text, state: 'pending', error: null, ts: Date.now(), replyTo,
+  };
   state.outbox.add(item);
   room.timeline?.addOutbox(item);
   room.draft = '';
   scrollToBottom();
   transmit(item);
+}
+
+// ---------------------------------------------------------------- message actions
+
+/** Send a room-event call (edit, delete, react); `done` or `error` answers it. */
+function sendCall(frame) {
+  if (!state.ready) {
+    toast('Not connected right now — try again in a moment.');
+    return false;
+  }
+  socket.send(frame);
+  return true;
+}
+
+function editMessage(m, text) {
+  if (text === m.body) return; // unchanged: nothing to do
+  sendCall({ type: 'edit', room: m.room, id: m.id, body: text, ref: `edit:${m.id}` });
+}
+
+function editLastMessage() {
+  const mine = currentRoom()?.timeline?.messages.findLast((m) => m.author === me.username);
+  if (mine) composer.edit(mine);
+}
+
+function deleteMessage(m) {
+  if (!window.confirm('Delete this message for everyone? This cannot be undone.')) return;
+  sendCall({ type: 'delete', room: m.room, id: m.id, ref: `delete:${m.id}` });
+}
+
+function reactTo(m, emoji, on) {
+  sendCall({ type: 'react', room: m.room, id: m.id, emoji, on, ref: `react:${m.id}` });
+}
+
+async function showEdits(m) {
+  const dialog = $('edits-dialog');
+  const list = $('edits-list');
+  const status = $('edits-status');
+  list.replaceChildren();
+  status.hidden = false;
+  status.textContent = 'Loading…';
+  dialog.showModal();
+  try {
+    const data = await api(`/api/v1/messages/${m.id}/edits`);
+    const edits = data.edits ?? [];
+    status.hidden = edits.length > 0;
+    status.textContent = edits.length ? '' : 'No earlier versions.';
+    for (const e of edits) {
+      list.append(h('li', { class: 'edits-item' },
+        h('div', { class: 'edits-body' }, e.body),
+        h('time', { class: 'msg-time', datetime: e.edited_at }, `replaced ${new Date(e.edited_at).toLocaleString()}`)));
+    }
+  } catch (err) {
+    status.textContent = err instanceof ApiError ? err.message : 'Could not load the edit history.';
+  }
+}
+
+/** Scroll to a loaded message and highlight it for a moment (reply quotes). */
+function jumpTo(room, id) {
+  const row = room.timeline?.rowOf(id);
+  if (!row) {
+    toast('That message is further back: scroll up to load it.', { kind: 'info' });
+    return;
+  }
+  row.scrollIntoView({ block: 'center', behavior: 'smooth' });
+  row.classList.remove('is-highlight');
+  void row.offsetWidth; // restart the highlight animation
+  row.classList.add('is-highlight');
+  row.querySelector('.msg-actions-btn')?.focus({ preventScroll: true });
 }
 
 function sendTyping() {
@@ -716,6 +818,7 @@ function setupPreview() {
   if (!bar) return;
   const d = bar.dataset;
   state.preview = new Room({ slug: state.current, name: d.name, kind: d.kind, last_seq: Number(d.lastSeq) || 0 });
+  state.preview.stream.onChange = (change) => onStreamChange(state.preview, change);
   $('join-btn').addEventListener('click', async (ev) => {
     const btn = ev.currentTarget;
     btn.disabled = true;
@@ -770,9 +873,9 @@ function init() {
   // Rooms as rendered by the server, so the sidebar works before hello.
   for (const link of els.roomList.querySelectorAll('a[data-slug]')) {
     const d = link.dataset;
-    state.rooms.set(d.slug, new Room({
+    addRoom({
       slug: d.slug, name: d.name, kind: d.kind, unread: Number(d.unread) || 0, last_seq: Number(d.lastSeq) || 0,
-    }));
+    });
   }
   for (const li of els.onlineList.querySelectorAll('.online-name')) state.online.add(li.textContent);
   for (const el of document.querySelectorAll('[data-avatar]')) el.classList.add(hueClass(el.dataset.avatar));

@@ -1,4 +1,5 @@
 // Small pure helpers: DOM building, time formatting, safe text rendering.
+import { mentions, parseBody } from './markup.js';
 
 /** Create an element; children may be nodes or strings (always inserted as text). */
 export function h(tag, attrs = {}, ...children) {
@@ -95,58 +96,34 @@ export function timeElement(date, { relative = true, cls = 'msg-time' } = {}) {
   return el;
 }
 
-const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi;
-const TRAILING = /[.,;:!?'")\]}]+$/;
-
 /**
- * Render a message body as DOM: text nodes, safe http(s) links, and @mentions.
- * Never touches innerHTML, so markup in a body shows as text.
+ * Render a message body as DOM from markup.js tokens: text nodes and a few elements
+ * (code, strong, em, safe links, mentions). Never touches innerHTML, so markup in a
+ * body shows as text.
  */
 export function renderBody(text, me) {
   const frag = document.createDocumentFragment();
-  let mentioned = false;
-  let last = 0;
-  const pushText = (chunk) => {
-    if (!chunk) return;
-    const parts = chunk.split(/(@[A-Za-z0-9_.-]{3,32})/);
-    for (let i = 0; i < parts.length; i += 1) {
-      if (!parts[i]) continue;
-      if (i % 2 === 1) {
-        // "Thanks @alice." — a sentence's full stop is not part of the name.
-        let name = parts[i];
-        const stop = name.match(/[.-]+$/);
-        if (stop && name.length - stop[0].length > 3) name = name.slice(0, -stop[0].length);
-        const isMe = name.slice(1).toLowerCase() === me.toLowerCase();
-        mentioned ||= isMe;
-        frag.append(h('span', { class: isMe ? 'mention mention-me' : 'mention' }, name));
-        if (name !== parts[i]) frag.append(document.createTextNode(parts[i].slice(name.length)));
-      } else {
-        frag.append(document.createTextNode(parts[i]));
-      }
+  const blocks = parseBody(text);
+  for (const block of blocks) {
+    if (block.type === 'code') {
+      frag.append(h('pre', { class: 'msg-pre' }, h('code', {}, block.text)));
+      continue;
     }
-  };
-  for (const match of text.matchAll(URL_RE)) {
-    let url = match[0];
-    const trail = url.match(TRAILING);
-    if (trail) {
-      // Keep a closing paren that balances one inside the URL (wiki links).
-      let cut = trail[0];
-      if (cut.startsWith(')') && url.split('(').length > url.split(')').length - 1) cut = cut.slice(1);
-      url = url.slice(0, url.length - cut.length);
-    }
-    pushText(text.slice(last, match.index));
-    let safe = null;
-    try {
-      const parsed = new URL(url);
-      if (parsed.protocol === 'http:' || parsed.protocol === 'https:') safe = parsed.href;
-    } catch { /* not a URL after all */ }
-    if (safe) {
-      frag.append(h('a', { href: safe, target: '_blank', rel: 'noopener noreferrer nofollow' }, url));
-    } else {
-      frag.append(document.createTextNode(url));
-    }
-    last = match.index + url.length;
+    for (const t of block.tokens) frag.append(inlineNode(t, me));
   }
-  pushText(text.slice(last));
-  return { node: frag, mentioned };
+  return { node: frag, mentioned: mentions(blocks, me) };
+}
+
+function inlineNode(t, me) {
+  switch (t.type) {
+    case 'code': return h('code', { class: 'msg-code' }, t.text);
+    case 'bold': return h('strong', {}, t.text);
+    case 'italic': return h('em', {}, t.text);
+    case 'link': return h('a', { href: t.href, target: '_blank', rel: 'noopener noreferrer nofollow' }, t.text);
+    case 'mention': {
+      const isMe = t.user.toLowerCase() === me.toLowerCase() || t.user.toLowerCase() === 'room';
+      return h('span', { class: isMe ? 'mention mention-me' : 'mention' }, t.text);
+    }
+    default: return document.createTextNode(t.text);
+  }
 }

@@ -1,6 +1,7 @@
 // Per-room client state, and the sidebar / online list / title that show it.
 
 import { h, icon, hueClass, initial } from './format.js';
+import { RoomStream } from './roomstream.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -10,16 +11,24 @@ export class Room {
     this.name = name;
     this.kind = kind;
     this.unread = unread;
-    this.lastSeq = lastSeq; // last room event applied (or known, for rooms never opened)
+    // Events applied in seq order (lastSeq: the last one applied, or known for rooms
+    // never opened); `loading` holds events back while the latest page is fetched.
+    this.stream = new RoomStream({ lastSeq });
     this.unreadBase = lastSeq; // events up to here are already counted in `unread`
     this.readSent = 0;
     this.timeline = null;
-    this.loading = false;
-    this.pending = new Map(); // seq -> event that arrived ahead of a gap
     this.syncing = false;
     this.syncTimer = null;
     this.draft = '';
   }
+
+  get lastSeq() { return this.stream.lastSeq; }
+
+  set lastSeq(seq) { this.stream.lastSeq = seq; }
+
+  get loading() { return this.stream.loading; }
+
+  set loading(value) { this.stream.loading = value; }
 }
 
 const roomItems = new Map(); // slug -> {li, link, name, kindIcon, badge, count}

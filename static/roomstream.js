@@ -18,10 +18,12 @@ export class RoomStream {
    * @param {(change: object) => void} [opts.onChange] told of every applied change:
    *   {kind: 'added'|'edited'|'deleted'|'reacted', message?, id?, event}
    */
-  constructor({ lastSeq = 0, onChange = () => {} } = {}) {
+  constructor({ lastSeq = 0, onChange = () => {}, limit = 5000 } = {}) {
     this.lastSeq = lastSeq;
     this.pending = new Map(); // seq -> event that arrived ahead of a gap
     this.messages = new Map(); // id -> message (the loaded window of the room)
+    this.deleted = new Set(); // ids seen deleted, so a reply can say so
+    this.limit = limit; // a tab open for weeks keeps only the newest messages
     this.onChange = onChange;
     this.loading = false; // a page is being fetched: hold events until `reset`
   }
@@ -106,6 +108,7 @@ export class RoomStream {
       case 'message': {
         if (!ev.message) return;
         this.messages.set(ev.message.id, ev.message);
+        if (this.messages.size > this.limit) this.dropOldest();
         this.onChange({ kind: 'added', message: ev.message, event: ev });
         return;
       }
@@ -118,6 +121,7 @@ export class RoomStream {
       }
       case 'message_deleted': {
         const known = this.messages.delete(ev.id);
+        this.deleted.add(ev.id);
         this.onChange({ kind: 'deleted', id: ev.id, known, event: ev });
         return;
       }
@@ -134,6 +138,20 @@ export class RoomStream {
       }
       default:
     }
+  }
+
+  dropOldest() {
+    let oldest = null;
+    for (const m of this.messages.values()) {
+      if (oldest === null || m.seq < oldest.seq) oldest = m;
+    }
+    this.messages.delete(oldest.id);
+  }
+
+  /** A loaded message; null when it was deleted; undefined when not loaded. */
+  lookup(id) {
+    if (this.deleted.has(id)) return null;
+    return this.messages.get(id);
   }
 
   /** The window's messages, oldest first. */

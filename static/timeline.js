@@ -5,18 +5,21 @@ import {
   h, icon, hueClass, initial, dayKey, dayLabel, minuteKey, timeElement, renderBody,
   relativeTime,
 } from './format.js';
+import { quoteOf } from './roomstream.js';
 
 export class Timeline {
   /**
    * @param {{slug: string, name: string, me: string,
    *          onRetry: (nonce: string) => void, onDiscard: (nonce: string) => void,
-   *          onRetryLoad: () => void}} opts
+   *          onRetryLoad: () => void, actions: object,
+   *          lookup: (id: number) => object|undefined}} opts
+   * `actions` (message-actions.js) builds each row's action menu and reactions row;
+   * `lookup` finds a loaded message for reply quotes.
    */
   constructor(opts) {
     this.opts = opts;
     this.messages = []; // confirmed messages, ascending seq
-    this.seqs = new Set();
-    this.rows = new Map(); // seq -> {row, sep}
+    this.rows = new Map(); // message id -> {row, sep}
     this.outboxRows = new Map(); // nonce -> {item, row}
     this.hasMore = true;
     this.loaded = false;
@@ -66,7 +69,6 @@ export class Timeline {
   /** Replace everything with the latest page. */
   reset(messages, hasMore) {
     this.messages = [];
-    this.seqs.clear();
     this.rows.clear();
     this.list.replaceChildren();
     this.loaded = true;
@@ -77,22 +79,69 @@ export class Timeline {
 
   /** Add a message after the newest one; returns false for a duplicate. */
   append(m) {
-    if (this.seqs.has(m.seq)) return false;
+    if (this.rows.has(m.id)) return false;
     const prev = this.messages.at(-1) ?? null;
     const { row, sep } = this.renderRow(m, prev);
     if (sep) this.list.append(sep);
     this.list.append(row);
     this.messages.push(m);
-    this.seqs.add(m.seq);
-    this.rows.set(m.seq, { row, sep });
+    this.rows.set(m.id, { row, sep });
     this.regroupOutbox();
     return true;
+  }
+
+  /** Show a new version of a loaded message (edited, reacted to) in place. */
+  update(m) {
+    const i = this.messages.findIndex((x) => x.id === m.id);
+    if (i < 0) return false;
+    this.messages[i] = m;
+    this.rerender(i);
+    this.refreshQuotes(m.id);
+    return true;
+  }
+
+  /** Take a deleted message off the screen; its neighbour may regroup. */
+  remove(id) {
+    const i = this.messages.findIndex((x) => x.id === id);
+    if (i < 0) return false;
+    const old = this.rows.get(id);
+    old.sep?.remove();
+    old.row.remove();
+    this.rows.delete(id);
+    this.messages.splice(i, 1);
+    if (i < this.messages.length) this.rerender(i);
+    this.refreshQuotes(id);
+    this.regroupOutbox();
+    return true;
+  }
+
+  /** Render the message at index `i` again (its grouping follows its new neighbour). */
+  rerender(i) {
+    const m = this.messages[i];
+    const old = this.rows.get(m.id);
+    const hadFocus = old.row.contains(document.activeElement);
+    const fresh = this.renderRow(m, this.messages[i - 1] ?? null);
+    old.sep?.remove();
+    if (fresh.sep) old.row.before(fresh.sep);
+    old.row.replaceWith(fresh.row);
+    this.rows.set(m.id, fresh);
+    if (hadFocus) fresh.row.querySelector('.msg-actions-btn')?.focus();
+  }
+
+  /** Quotes of `id` in replies change when it is edited or deleted. */
+  refreshQuotes(id) {
+    this.messages.forEach((m, i) => { if (m.reply_to === id) this.rerender(i); });
+  }
+
+  /** The row of a loaded message, for jumping to it. */
+  rowOf(id) {
+    return this.rows.get(id)?.row ?? null;
   }
 
   /** Add an older page (ascending) in front; the caller keeps the scroll position. */
   prepend(messages, hasMore) {
     this.hasMore = hasMore;
-    const older = messages.filter((m) => !this.seqs.has(m.seq) && (this.messages.length === 0 || m.seq < this.messages[0].seq));
+    const older = messages.filter((m) => !this.rows.has(m.id) && (this.messages.length === 0 || m.seq < this.messages[0].seq));
     if (older.length) {
       const frag = document.createDocumentFragment();
       let prev = null;
@@ -100,22 +149,17 @@ export class Timeline {
         const { row, sep } = this.renderRow(m, prev);
         if (sep) frag.append(sep);
         frag.append(row);
-        this.seqs.add(m.seq);
-        this.rows.set(m.seq, { row, sep });
+        this.rows.set(m.id, { row, sep });
         prev = m;
       }
       // The old first message may now continue the new last one: render it again.
-      const oldFirst = this.messages[0];
-      if (oldFirst) {
-        const old = this.rows.get(oldFirst.seq);
-        const fresh = this.renderRow(oldFirst, prev);
-        old.sep?.remove();
-        if (fresh.sep) old.row.before(fresh.sep);
-        old.row.replaceWith(fresh.row);
-        this.rows.set(oldFirst.seq, fresh);
-      }
+      const hadFirst = this.messages.length > 0;
       this.list.prepend(frag);
       this.messages = older.concat(this.messages);
+      if (hadFirst) this.rerender(older.length);
+      // Replies below may quote messages that just arrived.
+      const ids = new Set(older.map((m) => m.id));
+      this.messages.forEach((m, i) => { if (i >= older.length && ids.has(m.reply_to)) this.rerender(i); });
     }
     this.setStatus(hasMore ? 'more' : 'start');
   }
@@ -127,10 +171,19 @@ export class Timeline {
     const sep = newDay ? this.daySeparator(date) : null;
     const cont = !newDay && prev.author === m.author && minuteKey(prevDate) === minuteKey(date);
     const row = this.messageRow({
-      author: m.author, body: m.body, date, cont, edited: m.edited_at,
+      author: m.author, body: m.body, date, cont: cont && !m.reply_to, edited: m.edited_at, bot: m.bot,
     });
     row.dataset.seq = m.seq;
     row.dataset.id = m.id;
+    row.id = `msg-${m.id}`;
+    const content = row.querySelector('.msg-content');
+    if (m.reply_to) content.querySelector('.msg-body').before(this.quote(m.reply_to));
+    const { actions } = this.opts;
+    if (actions) {
+      if (m.reactions?.length) content.append(actions.reactionsRow(m));
+      row.append(actions.menuButton(m));
+      row.querySelector('.msg-edited')?.addEventListener('click', () => actions.showEdits(m));
+    }
     return { row, sep };
   }
 
@@ -139,7 +192,23 @@ export class Timeline {
       h('span', { class: 'day-label' }, dayLabel(date)));
   }
 
-  messageRow({ author, body, date, cont, edited }) {
+  /** The quoted start of the message a reply answers; a click jumps to it. */
+  quote(id) {
+    const original = this.opts.lookup?.(id); // undefined: not loaded; null: deleted
+    const q = original === undefined
+      ? { deleted: false, author: null, text: 'an earlier message' }
+      : quoteOf(original);
+    const el = h('button', {
+      type: 'button',
+      class: `msg-quote${q.deleted ? ' is-deleted' : ''}`,
+      'aria-label': q.deleted ? 'In reply to a deleted message' : `In reply to ${q.author ?? 'an earlier message'}: ${q.text}. Show it`,
+      disabled: q.deleted,
+    }, q.author ? h('span', { class: 'msg-quote-author' }, q.author) : null, h('span', { class: 'msg-quote-text' }, q.text));
+    el.addEventListener('click', () => this.opts.onJump?.(id));
+    return el;
+  }
+
+  messageRow({ author, body, date, cont, edited, bot = false }) {
     const { node, mentioned } = renderBody(body, this.opts.me);
     const classes = ['msg'];
     if (cont) classes.push('is-cont');
@@ -149,10 +218,15 @@ export class Timeline {
     if (!cont) {
       content.append(h('div', { class: 'msg-head' },
         h('span', { class: 'msg-author' }, author),
+        bot ? h('span', { class: 'bot-badge' }, 'bot') : null,
         timeElement(date)));
     }
     const text = h('div', { class: 'msg-body' }, node);
-    if (edited) text.append(' ', h('span', { class: 'msg-edited', title: `Edited ${new Date(edited).toLocaleString()}` }, '(edited)'));
+    if (edited) {
+      text.append(' ', h('button', {
+        type: 'button', class: 'msg-edited link-btn', title: `Edited ${new Date(edited).toLocaleString()}: show earlier versions`,
+      }, '(edited)'));
+    }
     content.append(text);
     const gutter = cont
       ? h('div', { class: 'msg-gutter' }, timeElement(date, { relative: false, cls: 'msg-gutter-time' }))

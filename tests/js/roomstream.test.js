@@ -112,3 +112,13 @@ test('a reply quote shows the author and the start of the body, or that it is go
   assert.ok(q.text.endsWith('…'));
   assert.equal(quoteOf(msg(1, 1, 'a\n\nb')).text, 'a b');
 });
+
+test('lookup tells a deleted message from one not loaded; the window is bounded', () => {
+  const s = new RoomStream({ limit: 3 });
+  for (let i = 1; i <= 5; i += 1) s.offer(message(i, i));
+  assert.deepEqual(s.ordered().map((m) => m.id), [3, 4, 5]);
+  s.offer({ type: 'message_deleted', room: 'general', seq: 6, id: 4 });
+  assert.equal(s.lookup(4), null);
+  assert.equal(s.lookup(1), undefined);
+  assert.equal(s.lookup(5).id, 5);
+});
