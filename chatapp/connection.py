@@ -21,7 +21,7 @@ from .events import (
     encode,
     room_channel,
 )
-from .ratelimit import SlidingWindow
+from .limits import RateLimitError
 from .services import Services
 from .storage import Message, Room, RoomSummary, User
 
@@ -48,7 +48,7 @@ class Connection:
         self.id = secrets.token_hex(6)
         self.services = services
         self.user = user
-        self.sends = SlidingWindow(send_rate)
+        self.send_rate = send_rate  # per user, across all their connections
         self.outbox = Outbox(on_control=self.on_control)
         self.outbox.own_typing_suffix = f',"user":{json.dumps(user.username)}}}'
         # The rooms this user belongs to, kept current by _join/_leave control events,
@@ -104,6 +104,9 @@ class Connection:
             self.error(error.code, error.message, frame)
         except ChatError as error:
             self.error(error.code, error.message, frame)
+        except RateLimitError as error:
+            self.error(error.code, error.message, frame,
+                       retry_after=round(error.retry_after + 0.05, 1))
 
     async def _pipeline(self, frame: dict[str, Any], ref: str | None) -> None:
         """Handle a ``send`` without waiting for its commit before reading on.
@@ -111,7 +114,10 @@ class Connection:
         Waiting would allow one message per commit per connection; instead up to
         MAX_PIPELINED sends ride the same group commit. Each task stores its message
         in its first step, so the sends of a connection are stored in frame order.
+        The rate is checked here, in frame order too: it may ask Redis.
         """
+        await self.services.limits.check(f"send:{self.user.id}", self.send_rate,
+                                         "too many messages; slow down")
         while len(self._sends) >= MAX_PIPELINED:
             await asyncio.wait(self._sends, return_when=asyncio.FIRST_COMPLETED)
         task = asyncio.create_task(self._send_task(frame, ref), name=f"ws-send-{self.id}")
@@ -173,11 +179,6 @@ class Connection:
 
 async def _send(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:
     chat = conn.services.chat
-    wait = conn.sends.take()
-    if wait is not None:
-        conn.error("rate_limited", "too many messages; slow down", frame,
-                   retry_after=round(wait + 0.05, 1))
-        return
     if not isinstance(frame.get("nonce"), str):
         raise FrameError("invalid", "send needs a nonce (a string of at most 64 chars)")
     room = await conn.member_room(frame.get("room"))

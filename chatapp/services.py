@@ -16,10 +16,10 @@ from .broker.hub import Hub
 from .chat import Chat
 from .config import ConfigError
 from .idle import IdleSweeper
+from .limits import Limits, open_limits
 from .metrics import Metrics, create_metrics
 from .passwords import Passwords
 from .presence import Presence
-from .limits import Limits, open_limits
 from .storage import Storage, open_storage
 
 log = logging.getLogger(__name__)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, request
+from quart import Blueprint, current_app, request
 
 from ..chat import PAGE_DEFAULT, PAGE_MAX, ChatError
 from ..errors import ApiError, json_error
+from ..limits import RateLimitError
 from ..security import UNSAFE_METHODS, CSRFError, bearer_authenticated, check_csrf, current_user
 from ..services import services
 from ..storage import User
@@ -31,6 +32,13 @@ async def authenticate() -> None:
 async def chat_error(error: ChatError) -> Any:
     # An error handler's own exception is not handled again: answer directly.
     return json_error(error.status, error.message, error.code, error.field)
+
+
+@bp.errorhandler(RateLimitError)
+async def rate_limited(error: RateLimitError) -> Any:
+    response = json_error(429, error.message, error.code)
+    response.headers["Retry-After"] = error.retry_after_header
+    return response
 
 
 def _user() -> User:
@@ -140,9 +148,7 @@ async def post_message(slug: str) -> Any:
     user = _user()
     data = await _json_object()
     room = await svc.chat.room_for(user, slug, to_write=True)
-    wait = svc.api_limiter.take(user.id)
-    if wait is not None:
-        retry = str(max(1, round(wait + 0.5)))
-        raise ApiError(429, "too many messages; slow down", headers={"Retry-After": retry})
+    await svc.limits.check(f"api:{user.id}", current_app.config["CHATAPP_API_RATE"],
+                           "too many messages; slow down")
     message = await svc.chat.post(user, room, data.get("body"), data.get("nonce"))
     return message.to_json(), 201
