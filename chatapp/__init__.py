@@ -14,8 +14,9 @@ MAX_REQUEST_BYTES = 1024 * 1024
 
 def create_app(config: dict[str, Any] | None = None) -> Quart:
     """Wire config, storage, broker and blueprints into a new app."""
-    from . import cli, errors, security, services, shutdown, web
+    from . import cli, errors, security, services, web
     from . import config as settings
+    from .server import shutdown
 
     app = Quart(
         __name__,

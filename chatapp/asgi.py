@@ -3,14 +3,13 @@
 import logging
 
 from . import create_app
-from .wire import install as _install_wire
-from .wsguard import install as _install_websocket_guards
+from .server import install as _install_server
 
 # One line per websocket open/close beside Hypercorn's access log; never secrets.
 logging.basicConfig(
     level=logging.INFO,
     format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
 )
-_install_websocket_guards()
-_install_wire()
+# Hypercorn's adapter: refuses to start if the websocket guard cannot be installed.
+_install_server()
 app = create_app()

@@ -1,4 +1,4 @@
-"""The direct wire (chatapp/wire.py): its frames, and a real server writing through it."""
+"""The Hypercorn adapter (chatapp/server/): frames, checks, a real server writing through it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import websockets
 from wsproto import Connection, ConnectionType
 from wsproto.events import TextMessage
 
-from chatapp.wire import text_frame
+from chatapp.server import text_frame
 
 from .conftest import server_env
 from .servers import Browser, Server, events_of
@@ -83,7 +83,7 @@ async def test_events_arrive_whole_and_in_order_with_and_without_the_wire(
 
 
 async def test_mailbox_hands_over_in_order_and_bounds_the_producer() -> None:
-    from chatapp.wire import Mailbox
+    from chatapp.server import Mailbox
 
     box = Mailbox(2)
     await box.put(1)
@@ -102,7 +102,7 @@ async def test_mailbox_hands_over_in_order_and_bounds_the_producer() -> None:
 
 
 async def test_a_closed_mailbox_drains_then_answers_none_and_drops_new_items() -> None:
-    from chatapp.wire import Mailbox
+    from chatapp.server import Mailbox
 
     box = Mailbox(1)
     await box.put("a")
@@ -114,3 +114,89 @@ async def test_a_closed_mailbox_drains_then_answers_none_and_drops_new_items() -
     assert await box.get() is None
     await box.put("c")
     assert await box.get() is None
+
+
+def test_every_private_shape_the_adapter_relies_on_holds() -> None:
+    """The pinned Hypercorn/wsproto have every private attribute the adapter uses; a
+    new release that moves one makes this fail (and ``install`` fall back or refuse)."""
+    from chatapp.server import compat
+
+    assert compat.version_problems() == []
+    listed = {part: [what for what, _ in checks] for part, checks in compat.PARTS.items()}
+    assert all(listed.values()), "every part names what it relies on"
+    assert compat.problems() == {part: [] for part in listed}
+
+
+def test_install_refuses_without_the_guard_and_falls_back_without_the_wire(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hypercorn.protocol.h11 as h11
+    import hypercorn.protocol.ws_stream as ws_stream
+
+    import chatapp.server as server
+    from chatapp.server import compat, shutdown
+
+    monkeypatch.setattr(shutdown, "_installed", shutdown._installed)
+    before = (h11.WSStream, ws_stream.PerMessageDeflate, ws_stream.Connection)
+    # Each install below patches these: put them back afterwards.
+    monkeypatch.setattr(h11, "WSStream", h11.WSStream)
+    monkeypatch.setattr(ws_stream, "PerMessageDeflate", ws_stream.PerMessageDeflate)
+    monkeypatch.setattr(ws_stream, "Connection", ws_stream.Connection)
+
+    gone = [("a private attribute that is gone", lambda: compat._attr("wsproto:Nope"))]
+    monkeypatch.setattr(compat, "PARTS", {**compat.PARTS, "guard": gone})
+    with pytest.raises(RuntimeError, match="cannot bound permessage-deflate"):
+        server.install()
+    assert (h11.WSStream, ws_stream.PerMessageDeflate, ws_stream.Connection) == before
+
+    monkeypatch.setattr(compat, "PARTS", {**compat.PARTS, "guard": [], "wire": gone})
+    assert server.install() == {"guard": True, "wire": False, "shutdown": True}
+    assert h11.WSStream is before[0], "no wire: Hypercorn's own stream (plain ASGI)"
+    assert ws_stream.Connection is not before[2], "the guard is in"
+
+    monkeypatch.setattr(compat, "TESTED_VERSIONS", {"hypercorn": ("0.1",)})
+    monkeypatch.setattr(compat, "PARTS", {**compat.PARTS, "wire": []})
+    assert server.install()["wire"] is False, "an untested version gets no wire"
+
+
+def test_the_domain_and_the_seam_import_no_server_internals() -> None:
+    """Only chatapp/server's adapter modules import Hypercorn, wsproto or touch
+    multiprocessing; importing the domain, the hub and the seam loads nothing of them
+    beyond what Quart itself loads."""
+    import ast
+
+    adapter = {"hypercorn_wire.py", "wsguard.py", "shutdown.py", "compat.py"}
+    package = Path(__file__).resolve().parent.parent / "chatapp"
+    offenders = []
+    for path in package.rglob("*.py"):
+        if path.parent.name == "server" and path.name in adapter:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names
+                          if n.split(".")[0] in ("hypercorn", "wsproto", "multiprocessing")
+                          and not (path.name == "cli.py" and n.startswith("hypercorn."))]
+            # Outside the package, only the seam: the app factory starts the shutdown
+            # watcher, asgi.py calls install.
+            if path.parent.name != "server" and isinstance(node, ast.ImportFrom):
+                offenders += [f"{path.name}: {node.module}.{a.name}" for a in node.names
+                              if (node.module or "").endswith("server")
+                              and a.name in {m[:-3] for m in adapter}
+                              and not (path.name == "__init__.py" and a.name == "shutdown")]
+    assert offenders == []
+
+    script = (
+        "import sys, quart, quart.app\n"
+        "before = set(sys.modules)\n"
+        "import chatapp.server, chatapp.broker.hub, chatapp.chat, chatapp.connection\n"
+        "import chatapp.web.ws\n"
+        "print(sorted(m for m in set(sys.modules) - before"
+        " if m.split('.')[0] in ('hypercorn', 'wsproto')))\n"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

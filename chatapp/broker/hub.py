@@ -18,8 +18,8 @@ from ..events import (
     room_event_seq,
 )
 from ..metrics import Metrics
+from ..server import Wire, text_frame
 from ..wakeup import Wakeup
-from ..wire import Wire, text_frame
 from . import Transport
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ FRAME_LIMIT = 256  # events coalesced into one frame at most
 class Outbox:
     """One connection's bounded queue of encoded events, filled without awaiting.
 
-    With a ``wire`` (see ``chatapp.wire``), an event is written to the socket at once
+    With a ``wire`` (see ``chatapp.server``), an event is written to the socket at once
     while nothing is queued; under load (see ``FlushPacer``) it is queued and flushed
     with the events that follow it, as one frame, on the pacer's next tick. The
     connection's writer task takes over whenever the socket pushes back or there is

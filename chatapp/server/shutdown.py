@@ -18,10 +18,18 @@ from typing import Any
 
 from quart import Quart
 
-from .events import CLOSE_GOING_AWAY
+from ..events import CLOSE_GOING_AWAY
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.05
+# Set by ``install`` once ``compat`` found Hypercorn's worker arguments where expected.
+_installed = False
+
+
+def install() -> None:
+    """Watch Hypercorn's shutdown event in its workers (see ``compat``)."""
+    global _installed
+    _installed = True
 
 
 def init_app(app: Quart) -> None:
@@ -50,6 +58,8 @@ def init_app(app: Quart) -> None:
 
 def _hypercorn_shutdown_event() -> Any:
     """The multiprocessing event Hypercorn's parent sets on SIGTERM, if we are a worker."""
+    if not _installed:
+        return None
     kwargs = getattr(multiprocessing.current_process(), "_kwargs", None) or {}
     event = kwargs.get("shutdown_event")
     return event if hasattr(event, "is_set") else None
@@ -67,6 +77,7 @@ def close_all(app: Quart, code: int, reason: str) -> None:
     svc = app.extensions.get("chatapp")
     if svc is None:
         return
+    svc.draining = True  # /healthz answers 503 from now on (SPEC §8)
     for conn in list(svc.connections):
         conn.outbox.close(code, reason)
 

@@ -9,7 +9,8 @@
    then drops the TCP stream without a close frame (clients see 1006).
    ``ClosingConnection`` marks that moment as a close in progress, so Hypercorn
    answers with a close frame carrying wsproto's code.
-``install`` applies both; ``chatapp.asgi`` runs it before the app is served.
+``install`` applies both; ``chatapp.server.install`` runs it (after ``compat`` checked
+the shapes it relies on) before the app is served.
 """
 
 from __future__ import annotations

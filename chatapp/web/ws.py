@@ -8,7 +8,7 @@ handler task, a queue, a signal per frame and a copied request context, which co
 own session interface and ``Websocket`` wrapper, so cookies, hosts and origins are
 read exactly as on every other page; the test client reaches it the same way.
 
-With Hypercorn's wire (``chatapp.wire``) the handler task itself reads the frames and
+With Hypercorn's wire (``chatapp.server``) the handler task itself reads the frames and
 events are written to the socket from the fan-out; a writer task waits only for what
 the socket could not take at once. Without it (other servers, the test client) the
 ASGI ``receive``/``send`` are used.
@@ -39,9 +39,9 @@ from ..events import (
     user_channel,
 )
 from ..security import origin_allowed, session_user
+from ..server import Wire, text_frame, wire_of
 from ..services import Services
 from ..storage import User
-from ..wire import Wire, text_frame, wire_of
 
 log = logging.getLogger(__name__)
 
