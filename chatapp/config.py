@@ -110,7 +110,7 @@ def _development_secret(instance: Path) -> str:
     """Return the development secret kept in ``instance/``, generating it once."""
     path = instance / "secret_key"
     if not path.exists():
-        instance.mkdir(parents=True, exist_ok=True)
+        instance.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner only
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another worker won the race; use its secret

@@ -33,6 +33,7 @@ from . import (
     User,
     UsernameTaken,
 )
+from .migrations import check_version
 from .models import isoformat, utcnow
 from .postgres_schema import MIGRATIONS
 
@@ -133,8 +134,11 @@ class PostgresStorage(Storage):
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
             await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version int NOT NULL)")
             version = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
+            check_version(version, len(MIGRATIONS))
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 log.info("applying PostgreSQL schema migration %d", number)
+                # No arguments: the simple query protocol, where the server itself
+                # splits the script into statements (a ";" in a literal is safe).
                 await conn.execute(script)
                 if number == 1:
                     now = utcnow()
