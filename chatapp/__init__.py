@@ -8,8 +8,16 @@ from typing import Any
 
 from quart import Quart
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+ROOT = PACKAGE.parent  # the checkout, when running from one
 MAX_REQUEST_BYTES = 1024 * 1024
+
+
+def asset(name: str) -> Path:
+    """``templates``, ``static`` or ``hypercorn.toml``: inside an installed package
+    (setup.py copies them to ``chatapp/_assets/``), else the checkout's top level."""
+    packaged = PACKAGE / "_assets" / name
+    return packaged if packaged.exists() else ROOT / name
 
 
 def create_app(config: dict[str, Any] | None = None) -> Quart:
@@ -18,13 +26,15 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     from . import config as settings
     from .server import shutdown
 
+    # The instance folder is ./instance where the server starts, unless
+    # CHATAPP_INSTANCE_PATH says otherwise (an installed copy has no checkout).
+    loaded = settings.load(config, Path.cwd() / "instance")
     app = Quart(
         __name__,
-        template_folder=str(ROOT / "templates"),
-        static_folder=str(ROOT / "static"),
-        instance_path=str(ROOT / "instance"),
+        template_folder=str(asset("templates")),
+        static_folder=str(asset("static")),
+        instance_path=str(Path(loaded["CHATAPP_INSTANCE_PATH"]).resolve()),
     )
-    loaded = settings.load(config, Path(app.instance_path))
     app.config.update(loaded)
     app.secret_key = loaded["CHATAPP_SECRET_KEY"]
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
