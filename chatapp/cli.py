@@ -1,14 +1,15 @@
-"""The ``chatapp`` command: serve, init-db, create-user."""
+"""The ``chatapp`` command: serve, init-db, create-user, backup, restore, export, ..."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 import click
 from quart import Quart
 
-from . import ROOT
+from . import asset
 
 
 def init_app(app: Quart) -> None:
@@ -92,13 +93,17 @@ def create_token_command(name: str, label: str) -> None:
 
 @click.command("serve")
 @click.option("--bind", help="Address to listen on, e.g. 127.0.0.1:8000.")
-@click.option("--config", "config_path", default=str(ROOT / "hypercorn.toml"),
-              show_default=True, help="Hypercorn settings file.")
-def serve_command(bind: str | None, config_path: str) -> None:
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="Hypercorn settings file [default: ./hypercorn.toml if there is one, "
+                   "else the one chatapp ships].")
+def serve_command(bind: str | None, config_path: str | None) -> None:
     """Serve the app with Hypercorn and hypercorn.toml."""
     from hypercorn.config import Config
     from hypercorn.run import run
 
+    if config_path is None:
+        local = Path("hypercorn.toml")
+        config_path = str(local if local.is_file() else asset("hypercorn.toml"))
     config = Config.from_toml(config_path)
     config.application_path = "chatapp.asgi:app"
     if bind:
@@ -107,7 +112,104 @@ def serve_command(bind: str | None, config_path: str) -> None:
     sys.exit(run(config))
 
 
+@click.command("backup")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Replace PATH if it exists.")
+def backup_command(path: Path, force: bool) -> None:
+    """Copy the SQLite database to PATH, consistently, while the server runs.
+
+    PostgreSQL: use pg_dump (see the README).
+    """
+    from . import create_app
+    from .storage import StorageError
+
+    app = create_app()
+    try:
+        asyncio.run(app.extensions["chatapp"].storage.backup(str(path), force=force))
+    except StorageError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Backed up {app.config['CHATAPP_DATABASE_URL']} to {path}")
+
+
+@click.command("restore")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def restore_command(path: Path, yes: bool) -> None:
+    """Replace the database by the backup PATH (the server must be stopped).
+
+    Everything stored since that backup is lost. The store gets a new epoch, so
+    every browser reloads when it reconnects. PostgreSQL: use pg_restore.
+    """
+    from . import create_app
+    from .config import ConfigError
+    from .services import claim_offline
+    from .storage import StorageError
+
+    app = create_app()
+    url = app.config["CHATAPP_DATABASE_URL"]
+    storage = app.extensions["chatapp"].storage
+    try:
+        asyncio.run(storage.check_backup(str(path)))
+        lock = claim_offline(url)
+    except (StorageError, ConfigError) as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        if not yes:
+            click.confirm(f"Replace {url} by {path}? What was stored since that backup "
+                          "is lost", abort=True)
+        epoch = asyncio.run(storage.restore(str(path)))
+    except StorageError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        if lock is not None:
+            lock.close()
+    click.echo(f"Restored {path} into {url} (new epoch {epoch}: browsers reload)")
+
+
+@click.command("export")
+@click.argument("room")
+@click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="json",
+              show_default=True, help="json: one document; markdown: for reading.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write [default: standard output].")
+@click.option("--force", is_flag=True, help="Replace the --output file if it exists.")
+def export_command(room: str, fmt: str, output: Path | None, force: bool) -> None:
+    """Export room ROOM (its slug) and its messages, oldest first."""
+    from . import create_app
+    from .export import ExportError, render, room_history
+    from .storage import StorageError
+
+    if output is not None and output.exists() and not force:
+        raise click.ClickException(f"{output} exists (use --force to replace it)")
+    app = create_app()
+
+    async def run() -> str:
+        storage = app.extensions["chatapp"].storage
+        await storage.connect()
+        try:
+            return render(*await room_history(storage, room), fmt)
+        finally:
+            await storage.close()
+
+    try:
+        text = asyncio.run(run())
+    except (ExportError, StorageError) as error:
+        raise click.ClickException(str(error)) from None
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(output, "w" if force else "x", encoding="utf-8") as handle:
+            handle.write(text)
+    except FileExistsError:
+        raise click.ClickException(f"{output} exists (use --force to replace it)") from None
+    except OSError as error:
+        raise click.ClickException(f"cannot write {output}: {error.strerror}") from None
+    click.echo(f"Exported {room} to {output}", err=True)
+
+
 @click.group()
+@click.version_option(package_name="chatapp", prog_name="chatapp")
 def main() -> None:
     """chatapp: a self-hosted, real-time team chat."""
 
@@ -116,4 +218,6 @@ main.add_command(serve_command)
 main.add_command(init_db_command)
 main.add_command(create_user_command)
 main.add_command(create_token_command)
-
+main.add_command(backup_command)
+main.add_command(restore_command)
+main.add_command(export_command)

@@ -67,8 +67,9 @@ def init_app(app: Quart) -> None:
 
     @app.before_serving
     async def open_services() -> None:
-        if not transport.shared_across_processes:
-            services._lock = _claim_single_process(config["CHATAPP_DATABASE_URL"])
+        # Shared broker: a shared lock, so `chatapp restore` sees that a server runs.
+        services._lock = _claim_single_process(config["CHATAPP_DATABASE_URL"],
+                                               shared=transport.shared_across_processes)
         await storage.connect()
         await limits.connect()
         await hub.start()
@@ -93,17 +94,27 @@ async def presence_shutdown(services: Services) -> None:
         log.warning("could not release presence at shutdown", exc_info=True)
 
 
-def _claim_single_process(database_url: str) -> IO[str] | None:
-    """Refuse a second process on the memory broker: it would split every room."""
+def _claim_single_process(database_url: str, *, shared: bool = False) -> IO[str] | None:
+    """Refuse a second process on the memory broker: it would split every room.
+
+    An SQLite database's lock file: a server on the memory broker holds it alone, one
+    on a shared broker (``shared``) holds it with its other workers, and ``chatapp
+    restore`` (``claim_offline``) holds it alone while it replaces the file.
+    """
     if not database_url.startswith("sqlite:///") or database_url.endswith(":memory:"):
         return None
     path = database_url.removeprefix("sqlite:///") + ".memory-broker.lock"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     handle = open(path, "w")  # noqa: SIM115 - held open for the process lifetime
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
+        if shared:
+            raise ConfigError(
+                "another chatapp process holds this database alone (a server on the "
+                "in-memory broker, or `chatapp restore`)"
+            ) from None
         raise ConfigError(
             "another chatapp process already serves this database with the in-memory "
             "broker (CHATAPP_BROKER_URL=memory://). With workers > 1 or several "
@@ -111,6 +122,17 @@ def _claim_single_process(database_url: str) -> IO[str] | None:
             "CHATAPP_BROKER_URL=redis://HOST:PORT/N to share them."
         ) from None
     return handle
+
+
+def claim_offline(database_url: str) -> IO[str] | None:
+    """Hold an SQLite database while no server runs on it (close the handle to release);
+    ConfigError when a server (any broker) has it open."""
+    try:
+        return _claim_single_process(database_url)
+    except ConfigError:
+        raise ConfigError(
+            "a chatapp server is running on this database: stop it first"
+        ) from None
 
 
 def services() -> Services:

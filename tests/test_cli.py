@@ -1,8 +1,10 @@
-"""The ``chatapp`` command: --help, init-db, create-user (SPEC §2)."""
+"""The ``chatapp`` command: --help, init-db, create-user (SPEC §2); --version, backup,
+restore, export (SPEC §8)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import subprocess
@@ -195,3 +197,272 @@ def test_create_token_for_unknown_user_fails(env):
     result = CliRunner().invoke(main, ["create-token", "nobody"], env=env)
     assert result.exit_code != 0
     assert "no user" in result.output
+
+
+# --- operations (SPEC §8): --version, backup, restore, export -------------------------
+
+def test_version():
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"chatapp, version {version('chatapp')}"
+
+
+@pytest.mark.parametrize("command", ["backup", "restore", "export"])
+def test_operations_commands_are_listed_with_help(command):
+    assert command in CliRunner().invoke(main, ["--help"]).output
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def seed(env: dict[str, str], bodies: list[str], room: str = "general") -> list[int]:
+    """Store messages by alice in ``room`` (made if missing); return their ids."""
+
+    async def run() -> list[int]:
+        storage = open_storage(env["CHATAPP_DATABASE_URL"])
+        await storage.connect()
+        try:
+            user = await storage.user_by_name("alice")
+            if user is None:
+                user = await storage.create_user("alice", "not-a-real-hash")
+            target = await storage.room(room)
+            if target is None:
+                target = await storage.create_room(room, room.title(), "public", user.id)
+            ids = []
+            for index, body in enumerate(bodies):
+                message, _ = await storage.add_message(
+                    target.id, user.id, body, f"{room}-{len(body)}-{index}-{body[:8]}"
+                )
+                ids.append(message.id)
+            return ids
+        finally:
+            await storage.close()
+
+    return asyncio.run(run())
+
+
+def stored(env: dict[str, str], room: str = "general") -> tuple[str, list[str]]:
+    """(epoch, bodies of ``room`` in order) as the storage reads them."""
+
+    async def run() -> tuple[str, list[str]]:
+        storage = open_storage(env["CHATAPP_DATABASE_URL"])
+        await storage.connect()
+        try:
+            found = await storage.room(room)
+            assert found is not None
+            page = await storage.messages(found.id, before=None, after=0, limit=1000)
+            return await storage.epoch(), [m.body for m in page.messages]
+        finally:
+            await storage.close()
+
+    return asyncio.run(run())
+
+
+def test_export_json_is_one_document_with_every_message_in_order(env):
+    bodies = [f"message {i}" for i in range(230)]  # more than one storage page
+    bodies[7] = "two\nlines & <b>not html</b> ünïcode"
+    ids = seed(env, bodies)
+    seed(env, ["elsewhere"], room="random")
+    result = run(env, "export", "general")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["room"] == {"slug": "general", "name": "general", "kind": "public"}
+    assert [m["body"] for m in document["messages"]] == bodies
+    assert [m["id"] for m in document["messages"]] == ids
+    assert {m["author"] for m in document["messages"]} == {"alice"}
+    assert {m["room"] for m in document["messages"]} == {"general"}
+
+
+def test_export_markdown_to_a_file(env, tmp_path):
+    seed(env, ["hello *there*", "line one\nline two", "# not a heading"])
+    output = tmp_path / "general.md"
+    result = run(env, "export", "general", "--format", "markdown", "--output", str(output))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    text = output.read_text(encoding="utf-8")
+    assert text.startswith("# general\n")
+    assert "3 messages" in text
+    assert text.count("**alice**") == 3
+    assert "> hello *there*\n" in text
+    assert "> line one\n> line two\n" in text
+    assert "> # not a heading\n" in text
+    assert text.index("hello") < text.index("line one") < text.index("not a heading")
+
+
+def test_export_of_an_empty_room(env):
+    assert run(env, "init-db").exit_code == 0
+    result = run(env, "export", "general")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["messages"] == []
+
+
+def test_export_unknown_room_fails(env):
+    assert run(env, "init-db").exit_code == 0
+    result = run(env, "export", "nowhere")
+    assert result.exit_code == 1
+    assert "no room 'nowhere'" in result.output
+
+
+def test_export_bad_format_fails(env):
+    result = run(env, "export", "general", "--format", "xml")
+    assert result.exit_code == 2
+    assert "Invalid value for '--format'" in result.output
+
+
+def test_export_refuses_an_existing_output_unless_forced(env, tmp_path):
+    seed(env, ["kept"])
+    output = tmp_path / "out.json"
+    output.write_text("precious")
+    result = run(env, "export", "general", "--output", str(output))
+    assert result.exit_code == 1
+    assert "exists" in result.output and "--force" in result.output
+    assert output.read_text() == "precious"
+    result = run(env, "export", "general", "--output", str(output), "--force")
+    assert result.exit_code == 0, result.output
+    assert json.loads(output.read_text())["messages"][0]["body"] == "kept"
+
+
+def test_export_into_a_missing_directory_fails(env, tmp_path):
+    seed(env, ["x"])
+    result = run(env, "export", "general", "--output", str(tmp_path / "no" / "such.json"))
+    assert result.exit_code == 1
+    assert "cannot write" in result.output
+
+
+def test_backup_copies_the_database(env, tmp_path):
+    seed(env, ["one", "two"])
+    target = tmp_path / "backup.db"
+    result = run(env, "backup", str(target))
+    assert result.exit_code == 0, result.output
+    assert "Backed up" in result.output
+    # One self-contained file, no write-ahead log beside it.
+    assert not Path(f"{target}-wal").exists()
+    with sqlite3.connect(target) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    copy = dict(env, CHATAPP_DATABASE_URL=f"sqlite:///{target}")
+    assert stored(copy) == stored(env)
+
+
+def test_backup_refuses_an_existing_file_unless_forced(env, tmp_path):
+    seed(env, ["one"])
+    target = tmp_path / "backup.db"
+    target.write_text("older backup")
+    result = run(env, "backup", str(target))
+    assert result.exit_code == 1
+    assert "exists" in result.output and "--force" in result.output
+    assert target.read_text() == "older backup"
+    assert run(env, "backup", str(target), "--force").exit_code == 0
+    copy = dict(env, CHATAPP_DATABASE_URL=f"sqlite:///{target}")
+    assert stored(copy)[1] == ["one"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize(
+    "case,message",
+    [("no-database", "no such file"), ("no-directory", "no directory"),
+     ("directory", "is a directory")],
+)
+def test_backup_bad_input_fails(env, tmp_path, case, message):
+    if case != "no-database":
+        seed(env, ["x"])
+    target = {"no-database": tmp_path / "b.db", "no-directory": tmp_path / "no" / "b.db",
+              "directory": tmp_path}[case]
+    result = run(env, "backup", str(target))
+    assert result.exit_code == 1
+    assert message in result.output
+
+
+def test_backup_and_restore_on_postgresql_point_to_its_tools(env):
+    pg_env = dict(env, CHATAPP_DATABASE_URL="postgresql://chatapp@127.0.0.1:5432/none")
+    result = run(pg_env, "backup", "x.dump")
+    assert result.exit_code == 1
+    assert "pg_dump" in result.output
+    result = run(pg_env, "restore", "--yes", "x.dump")
+    assert result.exit_code == 1
+    assert "pg_restore" in result.output
+
+
+def test_restore_replaces_the_store_and_changes_the_epoch(env, tmp_path):
+    seed(env, ["before 1", "before 2"])
+    assert run(env, "backup", str(tmp_path / "b.db")).exit_code == 0
+    seed(env, ["after the backup"])
+    old_epoch, _ = stored(env)
+    result = run(env, "restore", "--yes", str(tmp_path / "b.db"))
+    assert result.exit_code == 0, result.output
+    assert "Restored" in result.output
+    epoch, bodies = stored(env)
+    assert bodies == ["before 1", "before 2"]
+    assert epoch != old_epoch
+    # The backup itself is left as it was.
+    backup_env = dict(env, CHATAPP_DATABASE_URL=f"sqlite:///{tmp_path / 'b.db'}")
+    assert stored(backup_env) == (old_epoch, ["before 1", "before 2"])
+
+
+def test_restore_asks_for_confirmation(env, tmp_path):
+    seed(env, ["before"])
+    assert run(env, "backup", str(tmp_path / "b.db")).exit_code == 0
+    seed(env, ["after"])
+    result = run(env, "restore", str(tmp_path / "b.db"), input="n\n")
+    assert result.exit_code == 1
+    assert "Replace" in result.output and "Aborted" in result.output
+    assert stored(env)[1] == ["before", "after"]
+    result = run(env, "restore", str(tmp_path / "b.db"), input="y\n")
+    assert result.exit_code == 0, result.output
+    assert stored(env)[1] == ["before"]
+
+
+def _not_chatapp(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+
+
+def _newer_schema(path: Path, env: dict[str, str]) -> None:
+    assert run(env, "backup", str(path)).exit_code == 0
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 9999")
+
+
+@pytest.mark.parametrize(
+    "case,message",
+    [("missing", "no such file"), ("directory", "is not a file"),
+     ("text", "is not a chatapp SQLite database"), ("other-sqlite", "not chatapp's"),
+     ("newer", "newer than this chatapp knows")],
+)
+def test_restore_bad_input_fails_and_changes_nothing(env, tmp_path, case, message):
+    seed(env, ["kept"])
+    source = tmp_path / "source.db"
+    if case == "directory":
+        source.mkdir()
+    elif case == "text":
+        source.write_text("hello, I am not a database\n" * 100)
+    elif case == "other-sqlite":
+        _not_chatapp(source)
+    elif case == "newer":
+        _newer_schema(source, env)
+    before = stored(env)
+    result = run(env, "restore", "--yes", str(source))
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert stored(env) == before
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["memory-broker", "shared-broker"])
+def test_restore_refuses_while_a_server_holds_the_database(env, tmp_path, shared):
+    from chatapp.services import _claim_single_process
+
+    seed(env, ["kept"])
+    assert run(env, "backup", str(tmp_path / "b.db")).exit_code == 0
+    seed(env, ["newer"])
+    # What a serving process holds (workers on a shared broker hold it together).
+    held = _claim_single_process(env["CHATAPP_DATABASE_URL"], shared=shared)
+    assert held is not None
+    try:
+        result = run(env, "restore", "--yes", str(tmp_path / "b.db"))
+    finally:
+        held.close()
+    assert result.exit_code == 1
+    assert "server is running" in result.output
+    assert stored(env)[1] == ["kept", "newer"]

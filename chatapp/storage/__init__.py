@@ -59,6 +59,19 @@ class Storage(ABC):
     async def epoch(self) -> str:
         """An id that changes only when the store is replaced."""
 
+    # operations (`chatapp backup` / `chatapp restore`); need no connect()
+    async def backup(self, target: str, *, force: bool = False) -> None:
+        """Write a consistent copy of the live store to the new file ``target``."""
+        raise StorageError("this database is backed up with its own tools")
+
+    async def check_backup(self, source: str) -> None:
+        """Raise StorageError unless ``restore`` would accept ``source``."""
+        raise StorageError("this database is restored with its own tools")
+
+    async def restore(self, source: str) -> str:
+        """Replace the whole store by a backup (no server running); return the new epoch."""
+        raise StorageError("this database is restored with its own tools")
+
     # users
     @abstractmethod
     async def create_user(self, username: str, password_hash: str, *, admin: bool = False) -> User:

@@ -183,6 +183,23 @@ class PostgresStorage(Storage):
         row = await self._one("SELECT value FROM meta WHERE key = 'epoch'")
         return str(row[0])
 
+    # `chatapp backup`/`restore` are for SQLite; PostgreSQL has its own tools.
+    async def backup(self, target: str, *, force: bool = False) -> None:
+        raise StorageError(
+            "PostgreSQL: back up with pg_dump, e.g. pg_dump -Fc -f chatapp.dump DATABASE_URL "
+            "(README: Running in production, Backups)"
+        )
+
+    async def check_backup(self, source: str) -> None:
+        raise StorageError(
+            "PostgreSQL: restore with pg_restore, e.g. pg_restore --clean --if-exists "
+            "-d DATABASE_URL chatapp.dump (README: Running in production, Backups)"
+        )
+
+    async def restore(self, source: str) -> str:
+        await self.check_backup(source)
+        raise AssertionError("unreachable")
+
     # users
     async def create_user(self, username: str, password_hash: str, *, admin: bool = False) -> User:
         now = utcnow()

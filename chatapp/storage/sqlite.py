@@ -303,6 +303,21 @@ class SQLiteStorage(Storage):
         row = await self._one("SELECT value FROM meta WHERE key = 'epoch'")
         return str(row[0])
 
+    async def backup(self, target: str, *, force: bool = False) -> None:
+        from . import sqlite_backup
+
+        await asyncio.to_thread(sqlite_backup.backup, self._path, target, force=force)
+
+    async def check_backup(self, source: str) -> None:
+        from . import sqlite_backup
+
+        await asyncio.to_thread(sqlite_backup.check_database, source)
+
+    async def restore(self, source: str) -> str:
+        from . import sqlite_backup
+
+        return await asyncio.to_thread(sqlite_backup.restore, source, self._path)
+
     # users
     async def create_user(self, username: str, password_hash: str, *, admin: bool = False) -> User:
         now = isoformat(utcnow())
