@@ -22,7 +22,7 @@ def asset(name: str) -> Path:
 
 def create_app(config: dict[str, Any] | None = None) -> Quart:
     """Wire config, storage, broker and blueprints into a new app."""
-    from . import cli, errors, security, services, web
+    from . import cli, errors, front, security, services, web
     from . import config as settings
     from .server import shutdown
 
@@ -39,12 +39,13 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     app.secret_key = loaded["CHATAPP_SECRET_KEY"]
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = None
-    logging.getLogger("chatapp").setLevel(logging.INFO)
+    logging.getLogger("chatapp").setLevel(loaded["CHATAPP_LOG_LEVEL"])
 
     services.init_app(app)
     security.init_app(app)
     errors.init_app(app)
     web.init_app(app)
+    front.install(app)  # proxies, allowed hosts, access log: ahead of everything
     shutdown.init_app(app)
     cli.init_app(app)
     return app

@@ -1,15 +1,16 @@
 """The module-level app servers import: ``hypercorn chatapp.asgi:app``."""
 
-import logging
+import os
 
 from . import create_app
+from .logs import configure as _configure_logs
 from .server import install as _install_server
 
-# One line per websocket open/close beside Hypercorn's access log; never secrets.
-logging.basicConfig(
-    level=logging.INFO,
-    format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+# One line per request (chatapp.access) and per websocket open/close; never secrets.
+# Hypercorn's own messages join them (hypercorn.toml's logconfig_dict).
+_configure_logs(
+    os.environ.get("CHATAPP_LOG_FORMAT", "text"), os.environ.get("CHATAPP_LOG_LEVEL", "INFO")
 )
-# Hypercorn's adapter: refuses to start if the websocket guard cannot be installed.
-_install_server()
 app = create_app()
+# Hypercorn's adapter: refuses to start if the websocket guard cannot be installed.
+_install_server(compression=app.config["CHATAPP_WS_COMPRESSION"])

@@ -23,7 +23,12 @@ DEFAULTS: dict[str, Any] = {
     # A websocket that sends nothing for this long is closed as half-open; the
     # browser client pings every 20 s.
     "CHATAPP_IDLE_TIMEOUT": "50",
+    "CHATAPP_TRUSTED_PROXIES": "0",
+    "CHATAPP_LOG_FORMAT": "text",
+    "CHATAPP_LOG_LEVEL": "INFO",
 }
+# Not in DEFAULTS: production must name its hosts (CHATAPP_ALLOWED_HOSTS).
+DEVELOPMENT_HOSTS = "localhost,127.0.0.1,[::1]"
 
 
 class ConfigError(RuntimeError):
@@ -84,6 +89,7 @@ def load(
         config["CHATAPP_IDLE_TIMEOUT"] = float(config["CHATAPP_IDLE_TIMEOUT"])
     except ValueError:
         raise ConfigError("CHATAPP_IDLE_TIMEOUT must be a number of seconds") from None
+    _front_door(config, production)
     origins = config["CHATAPP_ALLOWED_ORIGINS"]
     if isinstance(origins, str):
         origins = [o.strip().rstrip("/") for o in origins.split(",") if o.strip()]
@@ -93,6 +99,38 @@ def load(
         config["CHATAPP_DATABASE_URL"] = f"sqlite:///{instance / 'chatapp.db'}"
     config["CHATAPP_DATABASE_URL"] = _resolve_sqlite_url(str(config["CHATAPP_DATABASE_URL"]))
     return config
+
+
+def _front_door(config: dict[str, Any], production: bool) -> None:
+    """Proxies, hosts and logs: checked here so a bad value stops the start with a reason."""
+    from .logs import parse_format, parse_level
+    from .proxy import parse_hosts
+
+    try:
+        proxies = int(str(config["CHATAPP_TRUSTED_PROXIES"]).strip())
+    except ValueError:
+        proxies = -1
+    if proxies < 0:
+        raise ConfigError(
+            "CHATAPP_TRUSTED_PROXIES must be how many proxies stand in front (0, 1, 2...), "
+            f"got {config['CHATAPP_TRUSTED_PROXIES']!r}"
+        )
+    config["CHATAPP_TRUSTED_PROXIES"] = proxies
+    hosts = config.get("CHATAPP_ALLOWED_HOSTS")
+    if not hosts:
+        if production:
+            raise ConfigError(
+                "CHATAPP_ALLOWED_HOSTS is required when CHATAPP_ENV=production: the host "
+                "names this server answers to, comma-separated (e.g. chat.example.com)"
+            )
+        hosts = DEVELOPMENT_HOSTS
+    try:
+        parse_hosts(hosts)
+    except ValueError as error:
+        raise ConfigError(f"CHATAPP_ALLOWED_HOSTS: {error}") from None
+    config["CHATAPP_ALLOWED_HOSTS"] = hosts if isinstance(hosts, str) else ",".join(hosts)
+    config["CHATAPP_LOG_FORMAT"] = parse_format(config["CHATAPP_LOG_FORMAT"])
+    config["CHATAPP_LOG_LEVEL"] = parse_level(config["CHATAPP_LOG_LEVEL"])
 
 
 def _resolve_sqlite_url(url: str) -> str:

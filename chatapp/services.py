@@ -85,6 +85,7 @@ def init_app(app: Quart) -> None:
         services.accounts.passwords.close()
         if services._lock is not None:
             services._lock.close()
+        services.metrics.retire()
 
 
 async def presence_shutdown(services: Services) -> None:

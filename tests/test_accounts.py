@@ -612,7 +612,7 @@ async def test_session_cookie_flags_in_development(auth, client):
 
 
 async def test_session_cookie_flags_in_production(tmp_path):
-    config = make_config(tmp_path, CHATAPP_ENV="production")
+    config = make_config(tmp_path, CHATAPP_ENV="production", CHATAPP_ALLOWED_HOSTS="localhost")
     app = create_app(config)
     async with app.test_app():
         auth_client = app.test_client()

@@ -60,7 +60,8 @@ def test_production_refuses_a_short_secret(tmp_path):
 
 def test_production_with_a_strong_secret_starts(tmp_path):
     app = create_app(
-        make_config(tmp_path, CHATAPP_ENV="production", CHATAPP_SECRET_KEY=STRONG_SECRET)
+        make_config(tmp_path, CHATAPP_ENV="production", CHATAPP_SECRET_KEY=STRONG_SECRET,
+                    CHATAPP_ALLOWED_HOSTS="chat.example.com")
     )
     assert app.secret_key == STRONG_SECRET
     assert app.config["SESSION_COOKIE_SECURE"] is True
@@ -163,6 +164,10 @@ def test_every_chatapp_variable_is_read_from_the_environment(tmp_path, monkeypat
         "CHATAPP_SEND_RATE": "30/15",
         "CHATAPP_API_RATE": "9/3",
         "CHATAPP_INSTANCE_PATH": str(tmp_path / "inst"),
+        "CHATAPP_ALLOWED_HOSTS": "chat.example.com, *.example.org",
+        "CHATAPP_TRUSTED_PROXIES": "2",
+        "CHATAPP_LOG_FORMAT": "json",
+        "CHATAPP_LOG_LEVEL": "warning",
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
@@ -177,6 +182,9 @@ def test_every_chatapp_variable_is_read_from_the_environment(tmp_path, monkeypat
     assert config["CHATAPP_SEND_RATE"] == Rate(30, 15.0)
     assert config["CHATAPP_API_RATE"] == Rate(9, 3.0)
     assert config["CHATAPP_INSTANCE_PATH"] == values["CHATAPP_INSTANCE_PATH"]
+    assert config["CHATAPP_ALLOWED_HOSTS"] == values["CHATAPP_ALLOWED_HOSTS"]
+    assert config["CHATAPP_TRUSTED_PROXIES"] == 2
+    assert (config["CHATAPP_LOG_FORMAT"], config["CHATAPP_LOG_LEVEL"]) == ("json", "WARNING")
 
 
 def test_broker_url_from_environment(tmp_path, monkeypatch):

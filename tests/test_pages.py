@@ -232,7 +232,7 @@ async def test_too_large_api_body_is_413_json(auth):
 
 
 def crashing_app(tmp_path: Any, **overrides: Any) -> Any:
-    app = create_app(make_config(tmp_path, **overrides))
+    app = create_app(make_config(tmp_path, CHATAPP_ALLOWED_HOSTS="localhost", **overrides))
 
     @app.get("/boom")
     async def boom() -> Any:

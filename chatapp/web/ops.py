@@ -33,8 +33,9 @@ async def healthz() -> Any:
 
 @bp.get("/metrics")
 async def metrics() -> Any:
-    """Prometheus text: connections, messages, deliveries, fan-out latency."""
+    """Prometheus text: connections, messages, deliveries, latencies, HTTP requests."""
     svc = services()
     svc.metrics.queued_events.set(sum(len(conn.outbox) for conn in svc.connections))
-    body, content_type = svc.metrics.exposition()
+    # Multiprocess mode reads every worker's files: disk I/O, kept off the event loop.
+    body, content_type = await asyncio.to_thread(svc.metrics.exposition)
     return Response(body, content_type=content_type)

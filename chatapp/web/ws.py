@@ -101,7 +101,8 @@ async def serve(app: Quart, scope: dict[str, Any], receive: Receive, send: Send)
     conn = Connection(svc, user, app.config["CHATAPP_SEND_RATE"])
     wire = wire_of(scope)
     frames: Frames = wire if wire is not None and wire.claim() else AsgiFrames(receive)
-    _log_open(conn)
+    address = _client_address(scope)  # the real one behind trusted proxies (chatapp.front)
+    _log_open(conn, address)
     svc.connections.add(conn)
     svc.metrics.connections.inc()
     try:
@@ -117,18 +118,23 @@ async def serve(app: Quart, scope: dict[str, Any], receive: Receive, send: Send)
         svc.metrics.connections.dec()
         if conn.outbox.close_code == CLOSE_SLOW_CONSUMER:
             svc.metrics.slow_consumer_closes.inc()
-        _log_closed(conn)
+        _log_closed(conn, address)
 
 
 # Logging from helpers: finding the caller's line would otherwise give ``serve``'s
 # coroutine a frame object that stays for the connection's lifetime.
-def _log_open(conn: Connection) -> None:
-    log.info("websocket open user=%s conn=%s", conn.user.username, conn.id)
+def _log_open(conn: Connection, address: str) -> None:
+    log.info("websocket open user=%s conn=%s addr=%s", conn.user.username, conn.id, address)
 
 
-def _log_closed(conn: Connection) -> None:
-    log.info("websocket closed user=%s conn=%s code=%s",
-             conn.user.username, conn.id, conn.outbox.close_code or "client")
+def _log_closed(conn: Connection, address: str) -> None:
+    log.info("websocket closed user=%s conn=%s addr=%s code=%s",
+             conn.user.username, conn.id, address, conn.outbox.close_code or "client")
+
+
+def _client_address(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "-"
 
 
 def _handshake(app: Quart, scope: dict[str, Any]) -> Websocket:
