@@ -4,28 +4,47 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+import secrets
+import unicodedata
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from .broker import BrokerError
 from .broker.hub import Hub
+from .emoji import is_reaction
 from .events import (
     ROOM_PREFIX,
     encode,
     message_event,
     message_json,
     room_channel,
+    room_event,
     user_channel,
 )
 from .limits import MEMBER_ADD_RATE, ROOM_CREATE_RATE, Limits, MemoryLimits
-from .storage import SYNC_LIMIT, Message, MessagePage, Room, RoomExists, RoomSummary, Storage, User
+from .names import InvalidNameError, clean_name, name_keys
+from .storage import (
+    MAX_REACTIONS,
+    SYNC_LIMIT,
+    Message,
+    MessageGone,
+    MessagePage,
+    Room,
+    RoomEvent,
+    RoomExists,
+    RoomSummary,
+    Storage,
+    TooManyReactions,
+    User,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 4000
 MAX_NONCE = 64
 MAX_ROOM_NAME = 64
+MAX_SLUG = 200  # longer than any slug the app makes
 PAGE_DEFAULT, PAGE_MAX = 50, 200
 TYPING_EVERY = 2.0
 VIEWING_EVERY = 5.0
@@ -34,10 +53,15 @@ ROOM_KINDS = ("public", "private")
 CATCH_UP_LIMIT = 2000
 
 
+# Told the outcome of a change after its commit, before the room hears of it.
+Answer = Callable[["RoomEvent | None"], None]
+
+
 class ChatError(Exception):
     """A request the domain refuses; ``code`` is the websocket error code."""
 
-    STATUS = {"invalid": 422, "forbidden": 403, "not_found": 404, "conflict": 409}
+    STATUS = {"invalid": 422, "forbidden": 403, "not_found": 404, "conflict": 409,
+              "too_large": 422}
 
     def __init__(self, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -92,23 +116,22 @@ def clean_nonce(nonce: Any) -> str | None:
 
 
 def slugify(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48]
+    """ASCII letters, digits and dashes; accents dropped ("Café" -> "cafe"); may be ""."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:48]
 
 
 @dataclass(frozen=True)
 class SyncResult:
     room: str
-    events: list[Message]
+    events: list[RoomEvent]
     last_seq: int
     recovered: bool
 
     def encode(self, ref: str | None = None) -> str:
         fields: dict[str, Any] = {
             "room": self.room,
-            "events": [
-                {"type": "message", "room": m.room, "seq": m.seq, "message": m.to_json()}
-                for m in self.events
-            ],
+            "events": [event.to_json() for event in self.events],
             "last_seq": self.last_seq,
             "recovered": self.recovered,
         }
@@ -129,12 +152,14 @@ class Chat:
         """The room a user may read (public or member) or write (member)."""
         if not is_text(slug) or not slug:
             raise ChatError("invalid", "room must be a room slug", "room")
-        room = await self.storage.room(slug)
+        # No slug holds a control character (PostgreSQL cannot even look NUL up).
+        room = None if len(slug) > MAX_SLUG or CONTROL_CHARS.search(slug) else (
+            await self.storage.room(slug))
         if room is None:
             raise ChatError("not_found", f"no room {slug!r}")
-        if to_write or room.kind == "private":
+        if to_write or room.kind != "public":
             if not await self.storage.is_member(user.id, room.id):
-                if room.kind == "private":  # do not reveal private rooms to outsiders
+                if room.kind != "public":  # private rooms and DMs: not there for outsiders
                     raise ChatError("not_found", f"no room {slug!r}")
                 raise ChatError("forbidden", f"join {slug!r} first")
         return room
@@ -146,14 +171,19 @@ class Chat:
         body: Any,
         nonce: Any,
         stored: Callable[[Message, str], None] | None = None,
+        reply_to: Any = None,
     ) -> Message:
         """Store a message (commit), tell ``stored`` (the sender's ack), then publish.
 
         ``stored`` gets the message and its JSON (``message_json``), encoded once for
-        the ack and the room event.
+        the ack and the room event. ``reply_to`` names a message of the same room.
         """
         text, nonce = clean_body(body), clean_nonce(nonce)
-        message, created = await self.storage.add_message(room.id, user.id, text, nonce)
+        if reply_to is not None:
+            await self._replied(room, reply_to)
+        message, created = await self.storage.add_message(
+            room.id, user.id, text, nonce, reply_to
+        )
         encoded = message_json(message)
         if stored is not None:
             stored(message, encoded)
@@ -163,10 +193,108 @@ class Chat:
             await self._publish(room_channel(room.slug), message_event(message, encoded))
         return message
 
+    async def _replied(self, room: Room, reply_to: Any) -> None:
+        if not is_count(reply_to) or reply_to == 0:
+            raise ChatError("invalid", "reply_to must be a message id", "reply_to")
+        quoted = await self.storage.message(reply_to)
+        if quoted is None or quoted.deleted or quoted.room != room.slug:
+            raise ChatError("not_found", "reply_to names no message of this room", "reply_to")
+
     async def history(
         self, room: Room, before: int | None, after: int | None, limit: int
     ) -> MessagePage:
         return await self.storage.messages(room.id, before=before, after=after, limit=limit)
+
+    # Changes to a sent message (SPEC §9): each commits one room event, answers the
+    # caller (``done``), then publishes the event to the room.
+
+    async def edit(
+        self, user: User, message_id: Any, body: Any, *, room: Any = None,
+        done: Answer | None = None,
+    ) -> RoomEvent | None:
+        """The author changes a body; the same body again is a no-op (None, no event)."""
+        message, where = await self._message_for(user, message_id, room)
+        if message.author != user.username:
+            raise ChatError("forbidden", "only its author may edit a message", "id")
+        text = clean_body(body)
+        event = None if text == message.body else await self._change(
+            self.storage.edit_message(message.id, text))
+        return await self._answer(where, event, done)
+
+    async def delete(
+        self, user: User, message_id: Any, *, room: Any = None, done: Answer | None = None
+    ) -> RoomEvent:
+        """The author or an admin deletes a message, its earlier bodies and reactions."""
+        message, where = await self._message_for(user, message_id, room, admin=user.is_admin)
+        if message.author != user.username and not user.is_admin:
+            raise ChatError("forbidden", "only its author or an admin may delete a message", "id")
+        event = await self._change(self.storage.delete_message(message.id))
+        assert event is not None
+        await self._answer(where, event, done)
+        return event
+
+    async def react(
+        self, user: User, message_id: Any, emoji: Any, on: Any, *, room: Any = None,
+        done: Answer | None = None,
+    ) -> RoomEvent | None:
+        """A member toggles a reaction; toggling to the current state is a no-op."""
+        if not is_reaction(emoji):
+            raise ChatError("invalid", "emoji must be one emoji or a :short_name: of 1–32"
+                            " characters without spaces", "emoji")
+        if not isinstance(on, bool):
+            raise ChatError("invalid", "on must be true or false", "on")
+        message, where = await self._message_for(user, message_id, room)
+        try:
+            event = await self._change(self.storage.react(message.id, user.id, emoji, on))
+        except TooManyReactions:
+            raise ChatError("too_large", f"a message takes at most {MAX_REACTIONS} different"
+                            " reactions", "emoji") from None
+        return await self._answer(where, event, done)
+
+    async def edits(self, user: User, message_id: Any) -> list[dict[str, str]]:
+        """A message's earlier bodies, oldest first (members of its room only)."""
+        message, _ = await self._message_for(user, message_id, None)
+        return [{"body": body, "edited_at": at} for body, at in
+                await self.storage.edits(message.id)]
+
+    async def _message_for(
+        self, user: User, message_id: Any, slug: Any, *, admin: bool = False
+    ) -> tuple[Message, Room]:
+        """A live message in a room the user belongs to (an admin: any room). Unknown,
+        deleted, elsewhere than ``slug`` or in a room the user cannot see: not_found
+        alike, so nothing is revealed."""
+        if not is_count(message_id) or message_id == 0:
+            raise ChatError("invalid", "id must be a message id", "id")
+        message = await self.storage.message(message_id)
+        if message is None or message.deleted or slug is not None and message.room != slug:
+            raise ChatError("not_found", f"no message {message_id}", "id")
+        if admin:
+            room = await self.storage.room(message.room)
+            if room is not None:
+                return message, room
+        try:
+            room = await self.room_for(user, message.room, to_write=True)
+        except ChatError as error:
+            if error.code == "not_found":
+                raise ChatError("not_found", f"no message {message_id}", "id") from None
+            raise
+        return message, room
+
+    @staticmethod
+    async def _change(change: Awaitable[RoomEvent | None]) -> RoomEvent | None:
+        try:
+            return await change
+        except MessageGone:  # deleted while the request was on its way
+            raise ChatError("not_found", "the message is gone", "id") from None
+
+    async def _answer(
+        self, room: Room, event: RoomEvent | None, done: Answer | None
+    ) -> RoomEvent | None:
+        if done is not None:
+            done(event)
+        if event is not None:
+            await self._publish(room_channel(room.slug), room_event(event))
+        return event
 
     async def sync(self, room: Room, after: Any) -> SyncResult:
         if not is_count(after):
@@ -203,8 +331,8 @@ class Chat:
             if room is None:
                 continue
             events = await self.storage.events_after(room.id, after, CATCH_UP_LIMIT)
-            for message in events:
-                self.hub.deliver(channel, message_event(message))
+            for event in events:
+                self.hub.deliver(channel, room_event(event))
 
     async def typing(self, user: User, room: Room) -> None:
         """Tell the room someone is typing, at most once per 2 s per user and room."""
@@ -234,25 +362,45 @@ class Chat:
         return marker
 
     async def create_room(self, user: User, name: Any, kind: Any) -> RoomSummary:
-        if not is_text(name) or not 1 <= len(name.strip()) <= MAX_ROOM_NAME:
-            raise ChatError("invalid", f"name must be 1–{MAX_ROOM_NAME} characters", "name")
-        if CONTROL_CHARS.search(name):
-            raise ChatError("invalid", "name must not contain control characters", "name")
+        try:
+            name = clean_name(name, "name", MAX_ROOM_NAME)
+        except InvalidNameError as refused:
+            raise ChatError("invalid", refused.message, refused.field) from None
         if kind not in ROOM_KINDS:
             raise ChatError("invalid", "kind must be public or private", "kind")
-        name = name.strip()
-        slug = slugify(name)
-        if not slug:
+        if not any(c.isalnum() for c in name):
             raise ChatError("invalid", "name needs at least one letter or digit", "name")
+        await self._refuse_clashing_name(user, name)
         await self.limits.check(f"rooms:{user.id}", ROOM_CREATE_RATE,
                                 "too many new rooms; try again later")
-        try:
-            room = await self.storage.create_room(slug, name, kind, user.id)
-        except RoomExists:
-            raise ChatError("conflict", f"a room {slug!r} exists already", "name") from None
+        room = await self._create_with_free_slug(name, kind, user)
         summary = RoomSummary(room.id, room.slug, room.name, room.kind, 0, room.last_seq)
         await self._announce_joined(user.id, summary)
         return summary
+
+    async def _refuse_clashing_name(self, user: User, name: str) -> None:
+        """409 for a name like one of the rooms this user can see (case, confusables).
+
+        Rooms they cannot see (others' private rooms, DMs) are not compared: the
+        answer must not tell that those exist.
+        """
+        names = [r.name for r in await self.storage.public_rooms()]
+        names += [r.name for r in await self.storage.rooms_of(user.id) if r.kind != "dm"]
+        keys = name_keys(name)
+        for other in names:
+            if not keys.isdisjoint(name_keys(other)):
+                raise ChatError("conflict", f"a room named {other!r} exists already", "name")
+
+    async def _create_with_free_slug(self, name: str, kind: str, user: User) -> Room:
+        """The name's slug, or when it is taken (by a room the user may not even see,
+        or by a visible one with an unlike name) the slug with a random suffix."""
+        slug = slugify(name)
+        for _ in range(5):
+            try:
+                return await self.storage.create_room(slug or "room", name, kind, user.id)
+            except RoomExists:
+                slug = f"{(slug or 'room')[:40]}-{secrets.token_hex(3)}"
+        raise ChatError("conflict", "could not find a free slug; try another name", "name")
 
     async def join(self, user: User, slug: str) -> RoomSummary:
         room = await self.room_for(user, slug)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from . import jsonin
 from .broker.hub import Outbox
 from .chat import ChatError, is_text
 from .config import Rate
@@ -18,18 +19,20 @@ from .events import (
     CLOSE_TOO_BIG,
     CLOSE_UNSUPPORTED,
     ack_event,
+    done_event,
     encode,
     room_channel,
 )
 from .limits import RateLimitError
 from .services import Services
-from .storage import Message, Room, RoomSummary, User
+from .storage import Message, Room, RoomEvent, RoomSummary, StorageUnavailable, User
 
 log = logging.getLogger(__name__)
 
 MAX_REF = 64
 MAX_PIPELINED = 64  # sends of one connection awaiting their commit at once
 MAX_FRAME_BYTES = 64 * 1024
+UNAVAILABLE_RETRY_AFTER = 5  # seconds, in the ``unavailable`` error
 
 Handler = Callable[["Connection", dict[str, Any], "str | None"], Awaitable[None]]
 
@@ -84,7 +87,7 @@ class Connection:
             return
         frame: Any = None
         try:
-            frame = json.loads(data)
+            frame = jsonin.loads(data)
             if not isinstance(frame, dict):
                 raise FrameError("invalid", "a frame must be a JSON object")
             ref = frame.get("ref")
@@ -98,12 +101,14 @@ class Connection:
                 await self._pipeline(frame, ref)
             else:
                 await handler(self, frame, ref)
-        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested too deep
-            self.error("invalid", "a frame must be JSON text", {})
+        except jsonin.JsonError as error:  # not JSON, nested too deep, a huge number
+            self.error("invalid", f"a frame must be JSON text: {error.message}", {})
         except FrameError as error:
             self.error(error.code, error.message, frame)
         except ChatError as error:
             self.error(error.code, error.message, frame)
+        except StorageUnavailable as error:
+            self.unavailable(error, frame)
         except RateLimitError as error:
             self.error(error.code, error.message, frame,
                        retry_after=round(error.retry_after + 0.05, 1))
@@ -129,6 +134,8 @@ class Connection:
             await _send(self, frame, ref)
         except (FrameError, ChatError) as error:
             self.error(error.code, error.message, frame)
+        except StorageUnavailable as error:
+            self.unavailable(error, frame)
         except Exception:
             log.exception("send on conn=%s crashed", self.id)
             self.outbox.close(CLOSE_INTERNAL_ERROR, "internal error")
@@ -148,6 +155,13 @@ class Connection:
                 fields["nonce"] = nonce
         fields.update(extra)
         self.push(encode("error", **fields))
+
+    def unavailable(self, error: StorageUnavailable, frame: Any) -> None:
+        """The database is away (SPEC §7): the connection stays; the frame may be sent
+        again (a ``send`` with the same nonce never stores twice)."""
+        log.warning("conn=%s: storage unavailable: %s", self.id, error)
+        self.error("unavailable", "the database is unavailable; try again shortly", frame,
+                   retry_after=UNAVAILABLE_RETRY_AFTER)
 
     def reply(self, event_type: str, ref: str | None, **fields: Any) -> None:
         if ref is not None:
@@ -186,7 +200,36 @@ async def _send(conn: Connection, frame: dict[str, Any], ref: str | None) -> Non
     def acknowledge(message: Message, encoded: str) -> None:
         conn.push(ack_event(message, encoded, ref))
 
-    await chat.post(conn.user, room, frame.get("body"), frame.get("nonce"), acknowledge)
+    await chat.post(conn.user, room, frame.get("body"), frame.get("nonce"), acknowledge,
+                    reply_to=frame.get("reply_to"))
+
+
+def _answer(conn: Connection, ref: str | None) -> Callable[[RoomEvent | None], None]:
+    """``done`` to the sender after the commit, before the room event goes out."""
+    return lambda event: conn.push(done_event(ref, event))
+
+
+def _message_room(frame: dict[str, Any]) -> str:
+    room = frame.get("room")
+    if not is_text(room) or not room:
+        raise FrameError("invalid", "room must be a room slug")
+    return room
+
+
+async def _edit(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:
+    await conn.services.chat.edit(conn.user, frame.get("id"), frame.get("body"),
+                                  room=_message_room(frame), done=_answer(conn, ref))
+
+
+async def _delete(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:
+    await conn.services.chat.delete(conn.user, frame.get("id"), room=_message_room(frame),
+                                    done=_answer(conn, ref))
+
+
+async def _react(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:
+    await conn.services.chat.react(conn.user, frame.get("id"), frame.get("emoji"),
+                                   frame.get("on"), room=_message_room(frame),
+                                   done=_answer(conn, ref))
 
 
 async def _sync(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:
@@ -224,6 +267,9 @@ async def _ping(conn: Connection, frame: dict[str, Any], ref: str | None) -> Non
 
 HANDLERS: dict[str, Handler] = {
     "send": _send,
+    "edit": _edit,
+    "delete": _delete,
+    "react": _react,
     "sync": _sync,
     "typing": _typing,
     "viewing": _viewing,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .storage import Message
+from .storage import Message, RoomEvent
 
 # Events a full queue may drop: they describe a moment, not the room's history.
 SHEDDABLE_PREFIXES = ('{"type":"typing"', '{"type":"presence"', '{"type":"viewing"')
@@ -33,12 +33,31 @@ def message_json(message: Message) -> str:
     return _encoder.encode(message.to_json())
 
 
+def _room_header(kind: str, room: str, seq: int) -> str:
+    """How every room event begins, whatever its kind: ``room_event_seq`` reads it."""
+    return f'{{"type":{_encoder.encode(kind)},"room":{_encoder.encode(room)},"seq":{seq}'
+
+
+def room_event(event: RoomEvent) -> str:
+    """A room event of any kind (SPEC §9), encoded once for every recipient."""
+    fields = _encoder.encode(event.fields)
+    rest = "}" if fields == "{}" else "," + fields[1:]
+    return _room_header(event.kind, event.room, event.seq) + rest
+
+
 def message_event(message: Message, body: str | None = None) -> str:
-    """The room event; ``body`` is ``message_json(message)`` when already encoded."""
+    """The ``message`` room event, the hot path's shortcut past ``RoomEvent``; ``body``
+    is ``message_json(message)`` when already encoded."""
     if body is None:
         body = message_json(message)
-    room = _encoder.encode(message.room)
-    return f'{{"type":"message","room":{room},"seq":{message.seq},"message":{body}}}'
+    return f'{_room_header("message", message.room, message.seq)},"message":{body}}}'
+
+
+def done_event(ref: str | None, event: RoomEvent | None) -> str:
+    """The reply to edit, delete and react: the room event, or null for a no-op."""
+    ref_field = "" if ref is None else f',"ref":{_encoder.encode(ref)}'
+    body = "null" if event is None else room_event(event)
+    return f'{{"type":"done"{ref_field},"event":{body}}}'
 
 
 def ack_event(message: Message, body: str, ref: str | None) -> str:
@@ -57,18 +76,31 @@ def is_sheddable(payload: str) -> bool:
 
 
 ROOM_PREFIX = "room:"
-MESSAGE_PREFIX = '{"type":"message","room":'
-_SEQ_MARK = '"seq":'
+_ROOM_MARK = ',"room":"'
+_SEQ_MARK = ',"seq":'
 
 
 def room_channel(slug: str) -> str:
     return f"{ROOM_PREFIX}{slug}"
 
 
-def room_event_seq(payload: str) -> int:
-    """The seq of an encoded room event, read without decoding the whole event."""
-    start = payload.index(_SEQ_MARK) + len(_SEQ_MARK)
-    end = payload.index(",", start)
+def room_event_seq(payload: str) -> int | None:
+    """The seq of an encoded room event of any kind, read from the header every room
+    event starts with (``_room_header``) without decoding the rest; None for the other
+    events a room channel carries (typing, viewing), which have no seq.
+
+    A slug holds no quote or backslash, so the room's closing quote is the first one.
+    """
+    room = payload.find(_ROOM_MARK, 0, 64)
+    if room < 0:
+        return None
+    seq = payload.index('"', room + len(_ROOM_MARK)) + 1
+    if not payload.startswith(_SEQ_MARK, seq):
+        return None
+    start = seq + len(_SEQ_MARK)
+    end = start
+    while payload[end].isdigit():
+        end += 1
     return int(payload[start:end])
 
 

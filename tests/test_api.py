@@ -17,7 +17,8 @@ from .conftest import AuthActions
 from .conftest import test_config as make_config
 from .hashing import cheap_passwords
 
-MESSAGE_KEYS = {"id", "room", "seq", "author", "body", "created_at", "nonce", "edited_at"}
+MESSAGE_KEYS = {"id", "room", "seq", "author", "body", "created_at", "nonce", "edited_at",
+                "reply_to", "mentions", "reactions", "attachments", "bot"}
 ROOM_KEYS = {"slug", "name", "kind", "unread", "last_seq"}
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)$")
 

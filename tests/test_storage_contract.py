@@ -17,10 +17,14 @@ import pytest
 
 from chatapp.storage import (
     GENERAL_ROOM,
+    MAX_REACTIONS,
+    MessageGone,
     Room,
+    RoomEvent,
     RoomExists,
     Storage,
     StorageError,
+    TooManyReactions,
     User,
     UsernameTaken,
     open_storage,
@@ -285,7 +289,7 @@ async def test_concurrent_writers_leave_no_gaps(open_engine: OpenEngine) -> None
         assert [m.seq for m in mine] == list(range(1, len(mine) + 1))
         assert [m.id for m in mine] == sorted(m.id for m in mine)  # id order = seq order
         stored = await hosts[1].events_after(room.id, 0, 500)
-        assert stored == mine
+        assert stored == [RoomEvent.replay("message", m.seq, m, None) for m in mine]
         current = await hosts[1].room(room.slug)
         assert current is not None and current.last_seq == len(mine)
 
@@ -324,7 +328,8 @@ async def test_events_after(storage: Storage) -> None:
     assert [m.seq for m in await storage.events_after(room.id, 3, 4)] == [4, 5, 6, 7]
     assert [m.seq for m in await storage.events_after(room.id, 6, 100)] == [7, 8]
     assert await storage.events_after(room.id, 8, 100) == []
-    assert [m.body for m in await storage.events_after(other.id, 0, 100)] == ["elsewhere"]
+    assert [e.fields["message"]["body"] for e in await storage.events_after(other.id, 0, 100)] \
+        == ["elsewhere"]
 
 
 # unread counts
@@ -356,3 +361,153 @@ async def test_unread_counts_and_read_marker(storage: Storage) -> None:
     await storage.add_message(zoo.id, alice.id, "history", None)
     await storage.join(bob.id, zoo.id)  # a newcomer starts with the history read
     assert [r.unread for r in await storage.rooms_of(bob.id) if r.slug == "zoo"] == [0]
+
+
+# room events: every change to a message appends one event, replayed by kind
+def kinds(events: list[RoomEvent]) -> list[tuple[int, str]]:
+    return [(e.seq, e.kind) for e in events]
+
+
+async def test_every_change_appends_one_event_at_the_next_seq(storage: Storage) -> None:
+    alice, bob = await users(storage, "alice", "bob")
+    room = await general(storage)
+    first, _ = await storage.add_message(room.id, alice.id, "first", "n1")
+    second, _ = await storage.add_message(room.id, bob.id, "second", None, reply_to=first.id)
+    edited = await storage.edit_message(first.id, "first, edited")
+    assert edited is not None and edited.kind == "message_edited" and edited.seq == 3
+    assert edited.fields["message"]["body"] == "first, edited"
+    assert edited.fields["message"]["edited_at"] is not None
+    assert edited.fields["message"]["seq"] == 1  # the event that created it
+    reacted = await storage.react(second.id, alice.id, "👍", True)
+    assert reacted is not None and reacted.to_json() == {
+        "type": "reaction", "room": GENERAL_ROOM, "seq": 4, "id": second.id, "emoji": "👍",
+        "user": "alice", "on": True,
+        "reactions": [{"emoji": "👍", "count": 1, "users": ["alice"]}],
+    }
+    await storage.react(second.id, bob.id, "👍", True)
+    await storage.react(second.id, bob.id, ":tada:", True)
+    removed = await storage.react(second.id, alice.id, "👍", False)
+    assert removed is not None and removed.fields["on"] is False
+    assert removed.fields["reactions"] == [
+        {"emoji": "👍", "count": 1, "users": ["bob"]},
+        {"emoji": ":tada:", "count": 1, "users": ["bob"]},
+    ]
+    current = await storage.room(room.slug)
+    assert current is not None and current.last_seq == 7
+
+    events = await storage.events_after(room.id, 0, 100)
+    assert kinds(events) == [(1, "message"), (2, "message"), (3, "message_edited"),
+                             (4, "reaction"), (5, "reaction"), (6, "reaction"), (7, "reaction")]
+    # Replayed against the current state: the first message's event shows the new body.
+    assert events[0].fields["message"]["body"] == "first, edited"
+    assert events[1].fields["message"]["reply_to"] == first.id
+    assert [e.fields["user"] for e in events[3:]] == ["alice", "bob", "bob", "alice"]
+    assert events[-1].to_json() == removed.to_json()
+    assert kinds(await storage.events_after(room.id, 5, 100)) == [(6, "reaction"),
+                                                                  (7, "reaction")]
+
+
+async def test_no_op_changes_take_no_seq(storage: Storage) -> None:
+    alice, bob = await users(storage, "alice", "bob")
+    room = await general(storage)
+    message, _ = await storage.add_message(room.id, alice.id, "hi", None)
+    assert await storage.edit_message(message.id, "hi") is None
+    assert await storage.react(message.id, bob.id, "👍", False) is None
+    assert await storage.react(message.id, bob.id, "👍", True) is not None
+    assert await storage.react(message.id, bob.id, "👍", True) is None
+    assert kinds(await storage.events_after(room.id, 0, 100)) == [(1, "message"),
+                                                                  (2, "reaction")]
+
+
+async def test_edits_keep_the_earlier_bodies_oldest_first(storage: Storage) -> None:
+    (alice,) = await users(storage, "alice")
+    room = await general(storage)
+    message, _ = await storage.add_message(room.id, alice.id, "v1", None)
+    await storage.edit_message(message.id, "v2")
+    await storage.edit_message(message.id, "v3")
+    edits = await storage.edits(message.id)
+    assert [body for body, _ in edits] == ["v1", "v2"]
+    assert all(ISO_UTC.fullmatch(at) for _, at in edits)
+    stored = await storage.message(message.id)
+    assert stored is not None and stored.body == "v3" and stored.edited_at == edits[-1][1]
+    page = await storage.messages(room.id, before=None, after=None, limit=10)
+    assert [m.body for m in page.messages] == ["v3"]
+
+
+async def test_deleting_removes_the_bodies_and_replays_as_deleted(storage: Storage) -> None:
+    alice, bob = await users(storage, "alice", "bob")
+    room = await general(storage)
+    gone, _ = await storage.add_message(room.id, alice.id, "secret", None)
+    kept, _ = await storage.add_message(room.id, alice.id, "kept", None)
+    await storage.edit_message(gone.id, "secret 2")
+    await storage.react(gone.id, bob.id, "👍", True)
+    deleted = await storage.delete_message(gone.id)
+    assert deleted.to_json() == {"type": "message_deleted", "room": GENERAL_ROOM, "seq": 5,
+                                 "id": gone.id}
+    assert await storage.edits(gone.id) == []
+    stored = await storage.message(gone.id)
+    assert stored is not None and stored.deleted and stored.body == "" and not stored.reactions
+    page = await storage.messages(room.id, before=None, after=None, limit=10)
+    assert [m.id for m in page.messages] == [kept.id]
+    # Every event of the deleted message replays without its bodies, at its own seq.
+    events = await storage.events_after(room.id, 0, 100)
+    assert [(e.seq, e.kind) for e in events] == [
+        (1, "message_deleted"), (2, "message"), (3, "message_deleted"),
+        (4, "message_deleted"), (5, "message_deleted")]
+    assert "secret" not in repr(events)
+    for change in (storage.edit_message(gone.id, "again"), storage.delete_message(gone.id),
+                   storage.react(gone.id, bob.id, "👍", True)):
+        with pytest.raises(MessageGone):
+            await change
+    for change in (storage.edit_message(10**9, "x"), storage.delete_message(10**9)):
+        with pytest.raises(MessageGone):
+            await change
+    assert await storage.message(10**9) is None
+    current = await storage.room(room.slug)
+    assert current is not None and current.last_seq == 5
+    (summary,) = [r for r in await storage.rooms_of(bob.id) if r.slug == GENERAL_ROOM]
+    assert summary.unread == 1  # the deleted message no longer counts
+
+
+async def test_at_most_20_distinct_reactions(storage: Storage) -> None:
+    alice, bob = await users(storage, "alice", "bob")
+    room = await general(storage)
+    message, _ = await storage.add_message(room.id, alice.id, "react!", None)
+    for i in range(MAX_REACTIONS):
+        assert await storage.react(message.id, alice.id, f":e{i}:", True) is not None
+    with pytest.raises(TooManyReactions):
+        await storage.react(message.id, alice.id, ":one_more:", True)
+    # An emoji already there may still be added by someone else.
+    joined = await storage.react(message.id, bob.id, ":e0:", True)
+    assert joined is not None and len(joined.fields["reactions"]) == MAX_REACTIONS
+    assert joined.fields["reactions"][0] == {"emoji": ":e0:", "count": 2,
+                                             "users": ["alice", "bob"]}
+    current = await storage.room(room.slug)
+    assert current is not None and current.last_seq == 1 + MAX_REACTIONS + 1
+
+
+async def test_concurrent_changes_on_several_hosts_leave_no_gaps(
+    open_engine: OpenEngine,
+) -> None:
+    hosts = [await open_engine() for _ in range(3)]
+    people = await users(hosts[0], "alice", "bob", "carol")
+    room = await general(hosts[0])
+    target, _ = await hosts[0].add_message(room.id, people[0].id, "target", None)
+
+    async def work(host: Storage, user: User) -> None:
+        for i in range(6):
+            message, _ = await host.add_message(room.id, user.id, f"{user.username} {i}", None)
+            await host.react(target.id, user.id, f":r{i}:", True)
+            if user.username == "alice":
+                await host.edit_message(target.id, f"target {i}")
+            await host.react(message.id, user.id, "👍", True)
+
+    await asyncio.gather(*(work(h, u) for h, u in zip(hosts, people, strict=True)))
+    events = await hosts[1].events_after(room.id, 0, 1000)
+    total = 1 + 3 * 6 * 3 + 6
+    assert [e.seq for e in events] == list(range(1, total + 1))
+    current = await hosts[2].room(room.slug)
+    assert current is not None and current.last_seq == total
+    final = await hosts[2].message(target.id)
+    assert final is not None and final.body == "target 5"
+    assert sum(len(r.users) for r in final.reactions) == 18

@@ -164,7 +164,11 @@ async def test_ack_comes_before_the_message_event_on_the_sender(auth):
         assert message["body"] == "hi bob" and message["author"] == "alice"
         assert message["seq"] == 1 and message["room"] == GENERAL
         assert set(message) == {"id", "room", "seq", "author", "body", "created_at", "nonce",
-                                "edited_at"}
+                                "edited_at", "reply_to", "mentions", "reactions",
+                                "attachments", "bot"}
+        assert message["reply_to"] is None and message["reactions"] == []
+        assert message["mentions"] == [] and message["attachments"] == []
+        assert message["bot"] is False
         event = await a.expect("message")
         types = [e["type"] for e in a.events]
         assert types.index("ack") < types.index("message")

@@ -5,17 +5,32 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from datetime import datetime
 
-from .models import Message, MessagePage, Room, RoomSummary, SessionRecord, User
+from .models import (
+    Message,
+    MessagePage,
+    Reaction,
+    Room,
+    RoomEvent,
+    RoomSummary,
+    SessionRecord,
+    User,
+)
 
 __all__ = [
     "Message",
+    "MessageGone",
     "MessagePage",
+    "Reaction",
     "Room",
+    "RoomEvent",
     "RoomExists",
     "RoomSummary",
     "SessionRecord",
     "Storage",
     "StorageError",
+    "TooManyReactions",
+    "StorageUnavailable",
+    "StoreInUse",
     "User",
     "UsernameTaken",
     "open_storage",
@@ -23,10 +38,22 @@ __all__ = [
 
 GENERAL_ROOM = "general"
 SYNC_LIMIT = 500
+MAX_REACTIONS = 20  # distinct emoji per message
 
 
 class StorageError(RuntimeError):
     """The database did not answer as expected."""
+
+
+class StorageUnavailable(StorageError):  # noqa: N818 - reads as the fact it reports
+    """The database cannot be reached now (down, restarting, unreachable, full).
+
+    The web layer answers 503 for it; the operation may succeed once it is back.
+    """
+
+
+class StoreInUse(StorageError):  # noqa: N818 - reads as the fact it reports
+    """Another process holds the store for itself (the memory broker serves one)."""
 
 
 class UsernameTaken(StorageError):  # noqa: N818 - reads as the fact it reports
@@ -35,6 +62,14 @@ class UsernameTaken(StorageError):  # noqa: N818 - reads as the fact it reports
 
 class RoomExists(StorageError):  # noqa: N818 - reads as the fact it reports
     """Room slugs are unique."""
+
+
+class MessageGone(StorageError):  # noqa: N818 - reads as the fact it reports
+    """No such message, or it was deleted."""
+
+
+class TooManyReactions(StorageError):  # noqa: N818 - reads as the fact it reports
+    """A message carries MAX_REACTIONS distinct emoji already."""
 
 
 class Storage(ABC):
@@ -54,6 +89,12 @@ class Storage(ABC):
     @abstractmethod
     async def ping(self) -> None:
         """Raise if the database does not answer."""
+
+    async def claim_single_process(self) -> None:
+        """Keep any other process off this store for as long as this one is connected
+        (StoreInUse if one is there). Engines without a server-side way leave it to
+        the caller (SQLite: a file lock, see ``services``)."""
+        return None
 
     @abstractmethod
     async def epoch(self) -> str:
@@ -141,25 +182,54 @@ class Storage(ABC):
     async def mark_read(self, user_id: int, room_id: int, seq: int) -> int:
         """Move the user's read marker forward (never back); return the marker."""
 
-    # messages
+    # messages and their room events
     @abstractmethod
     async def add_message(
-        self, room_id: int, author_id: int, body: str, nonce: str | None
+        self, room_id: int, author_id: int, body: str, nonce: str | None,
+        reply_to: int | None = None,
     ) -> tuple[Message, bool]:
-        """Store a message with the room's next seq; return it and whether it is new.
+        """Store a message and its ``message`` event (the room's next seq) together;
+        return it and whether it is new.
 
         The same nonce from the same author returns the stored message, not a new one.
         """
 
     @abstractmethod
+    async def message(self, message_id: int) -> Message | None:
+        """A message with its reactions, deleted or not; None if it never existed."""
+
+    @abstractmethod
+    async def edit_message(self, message_id: int, body: str) -> RoomEvent | None:
+        """Keep the old body in the edit history, store the new one and append its
+        ``message_edited`` event; None when the body is the same (no event),
+        MessageGone if it is deleted or unknown."""
+
+    @abstractmethod
+    async def delete_message(self, message_id: int) -> RoomEvent:
+        """Mark a message deleted, drop its body, earlier bodies and reactions, and
+        append its ``message_deleted`` event; MessageGone if already gone."""
+
+    @abstractmethod
+    async def react(self, message_id: int, user_id: int, emoji: str, on: bool) -> RoomEvent | None:
+        """Add or remove one user's reaction and append its ``reaction`` event; None
+        when it is already so (no event). MessageGone for a deleted or unknown message,
+        TooManyReactions for a new emoji past MAX_REACTIONS."""
+
+    @abstractmethod
+    async def edits(self, message_id: int) -> list[tuple[str, str]]:
+        """A message's earlier bodies with the time each was replaced, oldest first."""
+
+    @abstractmethod
     async def messages(
         self, room_id: int, *, before: int | None, after: int | None, limit: int
     ) -> MessagePage:
-        """A keyset page by message id, ascending; the newest page when neither is set."""
+        """A keyset page by message id, ascending; the newest page when neither is set.
+        Deleted messages are left out."""
 
     @abstractmethod
-    async def events_after(self, room_id: int, seq: int, limit: int) -> list[Message]:
-        """Room events with seq > ``seq`` in order, at most ``limit``."""
+    async def events_after(self, room_id: int, seq: int, limit: int) -> list[RoomEvent]:
+        """Room events of every kind with seq > ``seq`` in order, at most ``limit``,
+        each against its message's current state (``RoomEvent.replay``)."""
 
 
 def open_storage(url: str) -> Storage:

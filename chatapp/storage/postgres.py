@@ -8,6 +8,7 @@ to one room queue up on any host and the stream has no gaps and no duplicates.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import secrets
@@ -22,19 +23,26 @@ import asyncpg
 
 from . import (
     GENERAL_ROOM,
+    MAX_REACTIONS,
     Message,
     MessagePage,
     Room,
+    RoomEvent,
     RoomExists,
     RoomSummary,
     SessionRecord,
     Storage,
     StorageError,
+    StorageUnavailable,
+    StoreInUse,
     User,
     UsernameTaken,
 )
+from . import postgres_events as events
 from .migrations import check_version
 from .models import isoformat, utcnow
+from .postgres_events import MESSAGE_COLUMNS, MESSAGE_FROM, with_reactions
+from .postgres_events import message_from_row as _message
 from .postgres_schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -43,24 +51,29 @@ POOL_MIN = 1
 POOL_MAX = 10
 ACQUIRE_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 5.0  # an unreachable host fails a start or a health check this fast
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # Every process migrating the same database queues on this lock (any 64-bit constant).
 MIGRATION_LOCK = 0x63686174_6D696772  # "chatmigr"
 
-MESSAGE_COLUMNS = (
-    "m.id, r.slug, m.seq, u.username, m.body, m.created_at, m.nonce, m.edited_at"
-)
-MESSAGE_FROM = "messages m JOIN users u ON u.id = m.author_id JOIN rooms r ON r.id = m.room_id"
 USER_COLUMNS = "id, username, is_admin, password_hash"
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# The server is away (down, restarting, unreachable, out of connections or disk),
+# not refusing this statement: the caller may retry once it is back.
+UNAVAILABLE_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
 
 
-def _message(row: Any) -> Message:
-    edited = row[7]
-    return Message(
-        row[0], row[1], row[2], row[3], row[4], isoformat(row[5]), row[6],
-        isoformat(edited) if edited is not None else None,
-    )
+def storage_error(exc: BaseException, doing: str) -> StorageError:
+    """The storage layer's own error for a driver failure (never a raw asyncpg one)."""
+    kind = StorageUnavailable if isinstance(exc, UNAVAILABLE_ERRORS) else StorageError
+    return kind(f"{doing}: {exc!r}")
 
 
 def _user(row: Any) -> User:
@@ -98,24 +111,56 @@ class PostgresStorage(Storage):
     def __init__(self, url: str) -> None:
         self._dsn, self._schema = split_url(url)
         self._pool: asyncpg.Pool | None = None
+        self._claim: asyncpg.Connection | None = None  # holds the single-process lock
         self._author_locks: dict[int, asyncio.Lock] = {}
         self._author_waiting: Counter[int] = Counter()
 
     async def connect(self) -> None:
         settings = {"search_path": self._schema} if self._schema else {}
         try:
-            self._pool = await asyncpg.create_pool(
-                self._dsn, min_size=POOL_MIN, max_size=POOL_MAX, server_settings=settings
+            pool = await asyncpg.create_pool(
+                self._dsn, min_size=POOL_MIN, max_size=POOL_MAX, server_settings=settings,
+                timeout=CONNECT_TIMEOUT,
             )
         except DRIVER_ERRORS as exc:
-            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+            raise StorageUnavailable(f"cannot connect to PostgreSQL: {exc!r}") from exc
         try:
-            await self._migrate()
+            await self._migrate(pool)
         except BaseException:
-            await self.close()
+            pool.terminate()
             raise
+        # Only a migrated database is in use (a reconnect happens while serving).
+        self._pool = pool
+
+    async def claim_single_process(self) -> None:
+        """Hold a session-level advisory lock, per schema, on a connection of its own.
+
+        The lock lives as long as that connection: a killed process releases it, and
+        a second process asking for it is refused with StoreInUse.
+        """
+        key = int.from_bytes(
+            hashlib.sha256(f"chatapp-memory-broker:{self._schema or ''}".encode()).digest()[:8],
+            "big", signed=True,
+        )
+        try:
+            conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
+            claimed = await conn.fetchval("SELECT pg_try_advisory_lock($1)", key)
+        except DRIVER_ERRORS as exc:
+            raise storage_error(exc, "cannot claim the database") from exc
+        if not claimed:
+            await conn.close()
+            raise StoreInUse("another chatapp process already serves this PostgreSQL database")
+        if self._claim is not None:
+            await self._claim.close()
+        self._claim = conn
 
     async def close(self) -> None:
+        claim, self._claim = self._claim, None
+        if claim is not None:
+            try:
+                await asyncio.wait_for(claim.close(), CLOSE_TIMEOUT)
+            except (*DRIVER_ERRORS, TimeoutError):
+                claim.terminate()
         pool, self._pool = self._pool, None
         if pool is None:
             return
@@ -125,8 +170,8 @@ class PostgresStorage(Storage):
             log.warning("PostgreSQL pool did not close in %.0f s; terminating", CLOSE_TIMEOUT)
             pool.terminate()
 
-    async def _migrate(self) -> None:
-        async with self._conn() as conn, conn.transaction():
+    async def _migrate(self, pool: asyncpg.Pool) -> None:
+        async with self._conn(pool) as conn, conn.transaction():
             # Several processes may start at once: one migrates, the others wait and
             # then find nothing left to do.
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
@@ -154,15 +199,16 @@ class PostgresStorage(Storage):
                 await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
 
     @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _conn(self, pool: asyncpg.Pool | None = None) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection; driver failures surface as StorageError."""
-        if self._pool is None:
-            raise StorageError("storage is not connected")
+        pool = pool or self._pool
+        if pool is None:
+            raise StorageUnavailable("PostgreSQL is not connected")
         try:
-            async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
                 yield conn
         except DRIVER_ERRORS as exc:
-            raise StorageError(f"database operation failed: {exc}") from exc
+            raise storage_error(exc, "database operation failed") from exc
 
     async def _one(self, sql: str, *args: Any) -> Any:
         async with self._conn() as conn:
@@ -178,6 +224,9 @@ class PostgresStorage(Storage):
 
     async def ping(self) -> None:
         await self._one("SELECT 1")
+        if self._claim is not None and self._claim.is_closed():
+            # The server restarted and dropped the lock with the session: take it again.
+            await self.claim_single_process()
 
     async def epoch(self) -> str:
         row = await self._one("SELECT value FROM meta WHERE key = 'epoch'")
@@ -334,7 +383,8 @@ class PostgresStorage(Storage):
         rows = await self._all(
             "SELECT r.id, r.slug, r.name, r.kind,"
             " (SELECT count(*) FROM messages m WHERE m.room_id = r.id"
-            "   AND m.seq > ms.last_read_seq AND m.author_id <> ms.user_id),"
+            "   AND m.seq > ms.last_read_seq AND m.author_id <> ms.user_id"
+            "   AND NOT m.deleted),"
             " r.last_seq"
             " FROM memberships ms JOIN rooms r ON r.id = ms.room_id"
             " WHERE ms.user_id = $1 ORDER BY r.name COLLATE \"C\", r.id",
@@ -379,9 +429,10 @@ class PostgresStorage(Storage):
         )
         return int(row[0]) if row else 0
 
-    # messages
+    # messages and their room events
     async def add_message(
-        self, room_id: int, author_id: int, body: str, nonce: str | None
+        self, room_id: int, author_id: int, body: str, nonce: str | None,
+        reply_to: int | None = None,
     ) -> tuple[Message, bool]:
         # One author's sends commit in the order they were made, even when a client
         # pipelines them (the lock is fair, so waiters go in arrival order).
@@ -391,14 +442,14 @@ class PostgresStorage(Storage):
         self._author_waiting[author_id] += 1
         try:
             async with lock:
-                return await self._add_message(room_id, author_id, body, nonce)
+                return await self._add_message(room_id, author_id, body, nonce, reply_to)
         finally:
             self._author_waiting[author_id] -= 1
             if not self._author_waiting[author_id]:
                 del self._author_waiting[author_id], self._author_locks[author_id]
 
     async def _add_message(
-        self, room_id: int, author_id: int, body: str, nonce: str | None
+        self, room_id: int, author_id: int, body: str, nonce: str | None, reply_to: int | None
     ) -> tuple[Message, bool]:
         async with self._conn() as conn:
             if nonce is not None:  # a retry: answer without touching the room's lock
@@ -415,13 +466,18 @@ class PostgresStorage(Storage):
                     if room is None:
                         raise StorageError(f"room {room_id} does not exist")
                     # A concurrent duplicate (same author and nonce) makes this insert
-                    # nothing; rolling back returns the seq to the room.
+                    # nothing; rolling back returns the seq to the room. The message's
+                    # room event goes in the same statement (one round trip).
                     row = await conn.fetchrow(
-                        "INSERT INTO messages (room_id, seq, author_id, body, nonce, created_at)"
-                        " VALUES ($1, $2, $3, $4, $5, clock_timestamp())"
+                        "WITH m AS (INSERT INTO messages"
+                        " (room_id, seq, author_id, body, nonce, created_at, reply_to)"
+                        " VALUES ($1, $2, $3, $4, $5, clock_timestamp(), $6)"
                         " ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING"
-                        " RETURNING id, created_at",
-                        room_id, room["last_seq"], author_id, body, nonce,
+                        " RETURNING id, created_at),"
+                        " e AS (INSERT INTO room_events (room_id, seq, kind, message_id)"
+                        " SELECT $1, $2, 'message', id FROM m)"
+                        " SELECT id, created_at FROM m",
+                        room_id, room["last_seq"], author_id, body, nonce, reply_to,
                     )
                     if row is None:
                         raise _DuplicateNonceError
@@ -433,7 +489,7 @@ class PostgresStorage(Storage):
                 return existing, False
         message = Message(
             row["id"], room["slug"], room["last_seq"], room["username"], body,
-            isoformat(row["created_at"]), nonce,
+            isoformat(row["created_at"]), nonce, reply_to=reply_to,
         )
         return message, True
 
@@ -450,7 +506,7 @@ class PostgresStorage(Storage):
     async def messages(
         self, room_id: int, *, before: int | None, after: int | None, limit: int
     ) -> MessagePage:
-        where, params = "m.room_id = $1", [room_id]
+        where, params = "m.room_id = $1 AND NOT m.deleted", [room_id]
         if before is not None:
             params.append(before)
             where += f" AND m.id < ${len(params)}"
@@ -469,12 +525,33 @@ class PostgresStorage(Storage):
         page = [_message(row) for row in rows[:limit]]
         if order == "DESC":
             page.reverse()
-        return MessagePage(page, has_more)
+        async with self._conn() as conn:
+            return MessagePage(await with_reactions(conn, page), has_more)
 
-    async def events_after(self, room_id: int, seq: int, limit: int) -> list[Message]:
+    async def events_after(self, room_id: int, seq: int, limit: int) -> list[RoomEvent]:
+        async with self._conn() as conn:
+            return await events.events_after(conn, room_id, seq, limit)
+
+    async def message(self, message_id: int) -> Message | None:
+        async with self._conn() as conn:
+            return await events.load_message(conn, message_id)
+
+    async def edit_message(self, message_id: int, body: str) -> RoomEvent | None:
+        async with self._conn() as conn:
+            return await events.edit(conn, message_id, body, utcnow())
+
+    async def delete_message(self, message_id: int) -> RoomEvent:
+        async with self._conn() as conn:
+            return await events.delete(conn, message_id)
+
+    async def react(self, message_id: int, user_id: int, emoji: str, on: bool) -> RoomEvent | None:
+        async with self._conn() as conn:
+            return await events.react(conn, message_id, user_id, emoji, on, utcnow(),
+                                      MAX_REACTIONS)
+
+    async def edits(self, message_id: int) -> list[tuple[str, str]]:
         rows = await self._all(
-            f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM}"
-            " WHERE m.room_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3",
-            room_id, seq, limit,
+            "SELECT body, edited_at FROM message_edits WHERE message_id = $1 ORDER BY id",
+            message_id,
         )
-        return [_message(row) for row in rows]
+        return [(row[0], isoformat(row[1])) for row in rows]

@@ -71,4 +71,35 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX api_tokens_user ON api_tokens(user_id);
     """,
+    # 3: rooms as explicit event streams (see sqlite_schema); every existing message
+    # becomes its ``message`` event at the same seq.
+    """
+    CREATE TABLE room_events (
+        room_id bigint NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+        seq bigint NOT NULL,
+        kind text NOT NULL,
+        message_id bigint,
+        data text,
+        PRIMARY KEY (room_id, seq)
+    );
+    INSERT INTO room_events (room_id, seq, kind, message_id)
+        SELECT room_id, seq, 'message', id FROM messages;
+    ALTER TABLE messages ADD COLUMN reply_to bigint REFERENCES messages(id),
+        ADD COLUMN deleted boolean NOT NULL DEFAULT false;
+    CREATE TABLE message_edits (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        message_id bigint NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        body text NOT NULL,
+        edited_at timestamptz NOT NULL
+    );
+    CREATE INDEX message_edits_message ON message_edits(message_id, id);
+    CREATE TABLE reactions (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        message_id bigint NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        emoji text NOT NULL,
+        user_id bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at timestamptz NOT NULL,
+        UNIQUE (message_id, emoji, user_id)
+    );
+    """,
 ]

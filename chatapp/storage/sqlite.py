@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
@@ -11,6 +12,7 @@ import secrets
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,20 +21,32 @@ import aiosqlite
 
 from . import (
     GENERAL_ROOM,
+    MAX_REACTIONS,
     Message,
     MessagePage,
     Room,
+    RoomEvent,
     RoomExists,
     RoomSummary,
     SessionRecord,
     Storage,
     StorageError,
+    StorageUnavailable,
     User,
     UsernameTaken,
 )
+from . import sqlite_messages as one
 from .migrations import check_version, split_sql
 from .models import isoformat, utcnow
-from .sqlite_messages import MESSAGE_COLUMNS, MESSAGE_FROM, NewMessage, insert_messages
+from .sqlite_messages import (
+    MESSAGE_COLUMNS,
+    MESSAGE_FROM,
+    REACTIONS_OF,
+    NewMessage,
+    group_reactions,
+    insert_messages,
+    marks,
+)
 from .sqlite_messages import message_from_row as _message
 from .sqlite_schema import MIGRATIONS
 
@@ -42,6 +56,18 @@ WriteOp = Callable[[sqlite3.Connection], Any]  # runs on the writer thread
 
 MAX_BATCH = 512
 MAX_PENDING_WRITES = 20_000
+
+def storage_error(exc: BaseException, doing: str) -> StorageError:
+    """The storage layer's own error for a driver failure (never a raw sqlite3 one).
+
+    OperationalError is the database being away (locked past busy_timeout, disk full,
+    I/O error, file not openable), not the statement being wrong: a retry may work.
+    """
+    if isinstance(exc, StorageError):
+        return exc
+    kind = StorageUnavailable if isinstance(exc, sqlite3.OperationalError) else StorageError
+    return kind(f"{doing}: {exc!r}")
+
 
 def _user(row: Any) -> User:
     return User(id=row[0], username=row[1], is_admin=bool(row[2]), password_hash=row[3])
@@ -123,9 +149,9 @@ class GroupCommitWriter:
 
     async def write(self, op: WriteOp | NewMessage) -> Any:
         if not self._running:
-            raise StorageError("the database writer is not running")
+            raise StorageUnavailable("the database writer is not running")
         if len(self._pending) >= MAX_PENDING_WRITES:
-            raise StorageError("too many pending writes")
+            raise StorageUnavailable("too many pending writes")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((op, future))
         if not self._in_flight:
@@ -181,15 +207,14 @@ class GroupCommitWriter:
                 try:
                     outcomes.append(op(conn))
                 except (sqlite3.Error, StorageError) as exc:
-                    outcomes.append(exc)
+                    outcomes.append(storage_error(exc, "database write failed"))
             outcomes += _insert(conn, run)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.exception("write batch of %d failed", len(ops))
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            failure = StorageError(f"database write failed: {exc}")
-            outcomes = [failure] * len(ops)
+            outcomes = [storage_error(exc, "database write failed")] * len(ops)
         return outcomes
 
 
@@ -206,7 +231,7 @@ def _insert(conn: sqlite3.Connection, run: list[NewMessage]) -> list[Any]:
             try:
                 results += insert_messages(conn, [new])
             except (sqlite3.Error, StorageError) as exc:
-                results.append(exc)
+                results.append(storage_error(exc, "database write failed"))
         return results
 
 
@@ -217,18 +242,25 @@ class SQLiteStorage(Storage):
         self._writer: GroupCommitWriter | None = None
 
     async def connect(self) -> None:
-        if self._path != ":memory:":
-            await asyncio.to_thread(create_private, Path(self._path))
-        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE).
-        self._reader = await aiosqlite.connect(self._path, isolation_level=None)
+        reader = None
         try:
-            await _configure(self._reader)
-            await self._migrate(self._reader)
+            if self._path != ":memory:":
+                await asyncio.to_thread(create_private, Path(self._path))
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE).
+            reader = await aiosqlite.connect(self._path, isolation_level=None)
+            await _configure(reader)
+            await self._migrate(reader)
             self._writer = GroupCommitWriter(self._path)
             await self._writer.start()
-        except BaseException:
+        except BaseException as exc:
             await self.close()
+            if reader is not None:
+                await reader.close()
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                raise StorageUnavailable(f"cannot open {self._path}: {exc}") from exc
             raise
+        # Reads start once the schema is migrated (a reconnect happens while serving).
+        self._reader = reader
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -272,12 +304,12 @@ class SQLiteStorage(Storage):
     @property
     def _read(self) -> aiosqlite.Connection:
         if self._reader is None:
-            raise StorageError("storage is not connected")
+            raise StorageUnavailable("storage is not connected")
         return self._reader
 
     async def _write(self, op: Callable[[sqlite3.Connection], T] | NewMessage) -> T:
         if self._writer is None:
-            raise StorageError("storage is not connected")
+            raise StorageUnavailable("storage is not connected")
         return await self._writer.write(op)
 
     async def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
@@ -294,7 +326,10 @@ class SQLiteStorage(Storage):
 
     async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         # One trip to the database thread (execute + fetch + close would be three).
-        return list(await self._read.execute_fetchall(sql, params))
+        try:
+            return list(await self._read.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise storage_error(exc, "database read failed") from exc
 
     async def ping(self) -> None:
         await self._one("SELECT 1")
@@ -464,7 +499,8 @@ class SQLiteStorage(Storage):
         rows = await self._all(
             "SELECT r.id, r.slug, r.name, r.kind,"
             " (SELECT COUNT(*) FROM messages m WHERE m.room_id = r.id"
-            "   AND m.seq > ms.last_read_seq AND m.author_id != ms.user_id),"
+            "   AND m.seq > ms.last_read_seq AND m.author_id != ms.user_id"
+            "   AND NOT m.deleted),"
             " r.last_seq"
             " FROM memberships ms JOIN rooms r ON r.id = ms.room_id"
             " WHERE ms.user_id = ? ORDER BY r.name, r.id",
@@ -513,17 +549,56 @@ class SQLiteStorage(Storage):
 
         return await self._write(op)
 
-    # messages
+    # messages and their room events
     async def add_message(
-        self, room_id: int, author_id: int, body: str, nonce: str | None
+        self, room_id: int, author_id: int, body: str, nonce: str | None,
+        reply_to: int | None = None,
     ) -> tuple[Message, bool]:
-        new = NewMessage(room_id, author_id, body, nonce, isoformat(utcnow()))
+        new = NewMessage(room_id, author_id, body, nonce, isoformat(utcnow()), reply_to)
         return await self._write(new)  # type: ignore[no-any-return]
+
+    async def message(self, message_id: int) -> Message | None:
+        rows = await self._all(
+            f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE m.id = ?", (message_id,)
+        )
+        found = await self._with_reactions([_message(row) for row in rows])
+        return found[0] if found else None
+
+    async def edit_message(self, message_id: int, body: str) -> RoomEvent | None:
+        now = isoformat(utcnow())
+        return await self._write(lambda conn: one.edit(conn, message_id, body, now))
+
+    async def delete_message(self, message_id: int) -> RoomEvent:
+        return await self._write(lambda conn: one.delete(conn, message_id))
+
+    async def react(self, message_id: int, user_id: int, emoji: str, on: bool) -> RoomEvent | None:
+        now = isoformat(utcnow())
+        return await self._write(
+            lambda conn: one.react(conn, message_id, user_id, emoji, on, now, MAX_REACTIONS)
+        )
+
+    async def edits(self, message_id: int) -> list[tuple[str, str]]:
+        rows = await self._all(
+            "SELECT body, edited_at FROM message_edits WHERE message_id = ? ORDER BY id",
+            (message_id,),
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    async def _with_reactions(self, messages: list[Message]) -> list[Message]:
+        """The messages with their reactions (one query for all of them)."""
+        ids = sorted({m.id for m in messages})
+        if not ids:
+            return messages
+        rows = await self._all(REACTIONS_OF.format(ids=marks(ids)), tuple(ids))
+        if not rows:
+            return messages
+        reactions = group_reactions(rows)
+        return [replace(m, reactions=reactions.get(m.id, ())) for m in messages]
 
     async def messages(
         self, room_id: int, *, before: int | None, after: int | None, limit: int
     ) -> MessagePage:
-        where, params = "m.room_id = ?", [room_id]
+        where, params = "m.room_id = ? AND NOT m.deleted", [room_id]
         if before is not None:
             where += " AND m.id < ?"
             params.append(before)
@@ -541,15 +616,21 @@ class SQLiteStorage(Storage):
         page = [_message(row) for row in rows[:limit]]
         if order == "DESC":
             page.reverse()
-        return MessagePage(page, has_more)
+        return MessagePage(await self._with_reactions(page), has_more)
 
-    async def events_after(self, room_id: int, seq: int, limit: int) -> list[Message]:
+    async def events_after(self, room_id: int, seq: int, limit: int) -> list[RoomEvent]:
         rows = await self._all(
-            f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM}"
-            " WHERE m.room_id = ? AND m.seq > ? ORDER BY m.seq LIMIT ?",
+            f"SELECT e.seq, e.kind, e.data, {MESSAGE_COLUMNS}"
+            " FROM room_events e JOIN messages m ON m.id = e.message_id"
+            " JOIN users u ON u.id = m.author_id JOIN rooms r ON r.id = m.room_id"
+            " WHERE e.room_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
             (room_id, seq, limit),
         )
-        return [_message(row) for row in rows]
+        messages = await self._with_reactions([_message(row[3:]) for row in rows])
+        return [
+            RoomEvent.replay(row[1], row[0], message, json.loads(row[2]) if row[2] else None)
+            for row, message in zip(rows, messages, strict=True)
+        ]
 
 
 def create_private(path: Path) -> None:

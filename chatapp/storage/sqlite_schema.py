@@ -71,4 +71,44 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX api_tokens_user ON api_tokens(user_id);
     """,
+    # 3: rooms as explicit event streams. Every existing message becomes its ``message``
+    # event at the same seq; the room counter now follows the events; messages keep
+    # their current state (edits, deletion, replies, reactions).
+    """
+    CREATE TABLE room_events (
+        room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        -- No foreign key: messages are never removed, only marked deleted, and the
+        -- hot path (send) is spared the check.
+        message_id INTEGER,
+        data TEXT,
+        PRIMARY KEY (room_id, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO room_events (room_id, seq, kind, message_id)
+        SELECT room_id, seq, 'message', id FROM messages;
+    DROP TRIGGER messages_seq;
+    -- The room counter moves in the same transaction as the event that takes the seq,
+    -- so a room's stream has no gaps and no duplicates whatever the number of writers.
+    CREATE TRIGGER room_events_seq AFTER INSERT ON room_events BEGIN
+        UPDATE rooms SET last_seq = NEW.seq WHERE id = NEW.room_id;
+    END;
+    ALTER TABLE messages ADD COLUMN reply_to INTEGER REFERENCES messages(id);
+    ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE message_edits (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        body TEXT NOT NULL,
+        edited_at TEXT NOT NULL
+    );
+    CREATE INDEX message_edits_message ON message_edits(message_id, id);
+    CREATE TABLE reactions (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        emoji TEXT NOT NULL,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        UNIQUE (message_id, emoji, user_id)
+    );
+    """,
 ]

@@ -11,7 +11,7 @@ from ..errors import ApiError, json_error
 from ..limits import RateLimitError
 from ..security import UNSAFE_METHODS, CSRFError, bearer_authenticated, check_csrf, current_user
 from ..services import services
-from ..storage import User
+from ..storage import Message, User
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_ID = 2**63 - 1  # ids are 64-bit in both engines
@@ -48,7 +48,7 @@ def _user() -> User:
 
 
 async def _json_object() -> dict[str, Any]:
-    data = await request.get_json(force=True, silent=True)
+    data = await request.get_json(force=True)  # bad JSON: a 400 (errors.JsonRequest)
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object", "invalid_json")
     return data
@@ -150,5 +150,61 @@ async def post_message(slug: str) -> Any:
     room = await svc.chat.room_for(user, slug, to_write=True)
     await svc.limits.check(f"api:{user.id}", current_app.config["CHATAPP_API_RATE"],
                            "too many messages; slow down")
-    message = await svc.chat.post(user, room, data.get("body"), data.get("nonce"))
+    message = await svc.chat.post(user, room, data.get("body"), data.get("nonce"),
+                                  reply_to=data.get("reply_to"))
     return message.to_json(), 201
+
+
+# A message after it is sent (SPEC §9): the same rules and room events as the websocket.
+
+
+@bp.patch("/messages/<int:message_id>")
+async def edit_message(message_id: int) -> Any:
+    """Edit one's own message; the same body again changes nothing."""
+    svc = services()
+    data = await _json_object()
+    event = await svc.chat.edit(_user(), message_id, data.get("body"))
+    if event is not None:
+        return event.fields["message"]
+    return (await _current(message_id)).to_json()
+
+
+@bp.delete("/messages/<int:message_id>")
+async def delete_message(message_id: int) -> Any:
+    """Delete one's own message (an admin: anyone's), its earlier bodies and reactions."""
+    await services().chat.delete(_user(), message_id)
+    return "", 204
+
+
+@bp.put("/messages/<int:message_id>/reactions/<emoji>")
+async def add_reaction(message_id: int, emoji: str) -> Any:
+    """React to a message (again: no change)."""
+    return await _react(message_id, emoji, on=True)
+
+
+@bp.delete("/messages/<int:message_id>/reactions/<emoji>")
+async def remove_reaction(message_id: int, emoji: str) -> Any:
+    """Take one's reaction back (none: no change)."""
+    return await _react(message_id, emoji, on=False)
+
+
+async def _react(message_id: int, emoji: str, on: bool) -> Any:
+    event = await services().chat.react(_user(), message_id, emoji, on)
+    if event is not None:
+        return {"id": message_id, "reactions": event.fields["reactions"]}
+    message = await _current(message_id)
+    return {"id": message_id, "reactions": [r.to_json() for r in message.reactions]}
+
+
+async def _current(message_id: int) -> Message:
+    """A message after a change that was a no-op (gone since: 404)."""
+    message = await services().storage.message(message_id)
+    if message is None or message.deleted:
+        raise ChatError("not_found", f"no message {message_id}", "id")
+    return message
+
+
+@bp.get("/messages/<int:message_id>/edits")
+async def message_edits(message_id: int) -> Any:
+    """A message's earlier bodies, oldest first."""
+    return {"edits": await services().chat.edits(_user(), message_id)}
