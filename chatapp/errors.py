@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from quart import Quart, Response, jsonify, render_template, request
+from quart import Quart, Request, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from . import jsonin
+from .storage import StorageUnavailable
+
 log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 5  # what a 503 for an unavailable database suggests
 
 CODES = {
     400: "bad_request",
@@ -55,6 +59,20 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+class JsonRequest(Request):
+    """``get_json`` through the one reader (``jsonin``): bad JSON is a 400, never a 500."""
+
+    async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        if not (force or self.is_json):
+            return None
+        try:
+            return jsonin.loads(await self.get_data(cache=cache, as_text=False))
+        except jsonin.JsonError as error:
+            if silent:
+                return None
+            raise ApiError(400, error.message, "invalid_json") from None
+
+
 def json_error(
     status: int, message: str, code: str | None = None, field: str | None = None
 ) -> Response:
@@ -82,6 +100,8 @@ async def html_error(status: int, message: str) -> Response:
 
 
 def init_app(app: Quart) -> None:
+    app.request_class = JsonRequest
+
     @app.errorhandler(ApiError)
     async def handle_api_error(error: ApiError) -> Response:
         response = json_error(error.status, error.message, error.code, error.field)
@@ -97,6 +117,15 @@ def init_app(app: Quart) -> None:
         )
         if status == 405 and hasattr(error, "valid_methods") and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+
+    @app.errorhandler(StorageUnavailable)
+    async def handle_storage_unavailable(error: StorageUnavailable) -> Response:
+        # The database is away (SPEC §7): a 503 to retry later, not a 500.
+        log.warning("%s %s: storage unavailable: %s", request.method, request.path, error)
+        message = "The database is unavailable right now; try again shortly."
+        response = json_error(503, message) if wants_json() else await html_error(503, message)
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
 
     @app.errorhandler(Exception)

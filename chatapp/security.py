@@ -9,7 +9,8 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from quart import Quart, Response, g, request, session, websocket
+from quart import Quart, Response, current_app, g, request, session, websocket
+from quart.sessions import SecureCookieSessionInterface, SessionMixin
 from quart.wrappers import BaseRequestWebsocket
 
 from .accounts import Accounts
@@ -20,13 +21,30 @@ SESSION_LIFETIME = timedelta(days=14)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
     "form-action 'self'; object-src 'none'"
 )
+# Browsers remember it for two years; no includeSubDomains: other hosts of the domain
+# are not ours to decide for.
+HSTS = "max-age=63072000"
 
 
 class CSRFError(Exception):
     """An unsafe request without the session's CSRF token."""
+
+
+class Sessions(SecureCookieSessionInterface):
+    """Quart's signed-cookie sessions, but static files never carry ``Set-Cookie``.
+
+    A logged-in session is permanent and refreshed on every response, so without this
+    every script and stylesheet (cacheable, ``Cache-Control: public``) would carry the
+    session cookie, for any shared cache to keep and hand out.
+    """
+
+    def should_set_cookie(self, app: Quart, session: SessionMixin) -> bool:
+        if request and request.endpoint == "static":
+            return False
+        return super().should_set_cookie(app, session)
 
 
 def init_app(app: Quart) -> None:
@@ -39,6 +57,7 @@ def init_app(app: Quart) -> None:
         SESSION_COOKIE_PATH="/",
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
+    app.session_interface = Sessions()
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.before_request(load_user)
     app.before_websocket(load_user)
@@ -126,8 +145,11 @@ def add_security_headers(response: Response) -> Response:
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("X-Frame-Options", "DENY")
-    if response.mimetype == "text/html":
+    if response.mimetype == "text/html" or (request and request.path.startswith("/api/")):
+        # Pages and API answers are per user: no shared or browser cache keeps them.
         headers.setdefault("Cache-Control", "no-store")
+    if current_app.config["CHATAPP_ENV"] == "production":
+        headers.setdefault("Strict-Transport-Security", HSTS)
     return response
 
 

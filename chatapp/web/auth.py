@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, Response, g, redirect, render_template, request, session, url_for
+from quart import Blueprint, Response, g, render_template, request, session, url_for
 from quart.typing import ResponseReturnValue
 
 from ..accounts import AccountError, token_hash
@@ -12,19 +12,11 @@ from ..errors import html_error
 from ..events import CLOSE_LOGGED_OUT, encode, session_channel
 from ..security import CSRFError, check_csrf, remote_address, start_session
 from ..services import services
+from .redirects import safe_next, see_other
 
 bp = Blueprint("auth", __name__)
 
 FORM_EXPIRED = "The form expired. Please try again."
-
-
-def safe_next(target: str | None) -> str | None:
-    """Accept only a same-site relative path (``/rooms/x``), never ``//host`` or a URL."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
-        return None
-    if any(ch in target for ch in "\\\r\n\t") or ":" in target.split("?", 1)[0]:
-        return None
-    return target
 
 
 async def _page(template: str, status: int, **context: Any) -> Response:
@@ -53,7 +45,7 @@ async def register() -> ResponseReturnValue:
         return await _page("register.html", error.status, error=str(error), username=username)
     login = await services().accounts.start_session(user)
     start_session(login.token)
-    return redirect(url_for("pages.index"), 303)
+    return see_other(url_for("pages.index"))
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -78,7 +70,7 @@ async def login() -> ResponseReturnValue:
         return response
     login = await services().accounts.start_session(user)
     start_session(login.token)
-    return redirect(next_path or url_for("pages.index"), 303)
+    return see_other(next_path, url_for("pages.index"))
 
 
 @bp.route("/logout", methods=["POST"])
@@ -98,4 +90,4 @@ async def logout() -> ResponseReturnValue:
             encode("_close", code=CLOSE_LOGGED_OUT, reason="logged out"),
         )
     session.clear()
-    return redirect(url_for("auth.login"), 303)
+    return see_other(url_for("auth.login"))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, abort, redirect, render_template, request, url_for
+from quart import Blueprint, Response, abort, render_template, request
 from quart.typing import ResponseReturnValue
 
 from ..chat import ChatError
 from ..security import current_user
 from ..services import services
 from ..storage import GENERAL_ROOM, RoomSummary
+from .redirects import login_url, see_other
 
 bp = Blueprint("pages", __name__)
 
@@ -28,10 +29,7 @@ async def room(slug: str) -> ResponseReturnValue:
 async def _chat_page(slug: str) -> ResponseReturnValue:
     user = current_user()
     if user is None:
-        target = url_for("auth.login")
-        if request.path != "/":
-            target += "?next=" + request.path
-        return redirect(target, 303)
+        return see_other(login_url(request.path))
     svc = services()
     try:
         room = await svc.chat.room_for(user, slug)
