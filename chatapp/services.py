@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
 import logging
 import os
+import random
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -15,12 +18,13 @@ from .broker import Transport, open_transport
 from .broker.hub import Hub
 from .chat import Chat
 from .config import ConfigError
+from .housekeeping import Housekeeper
 from .idle import IdleSweeper
 from .limits import Limits, open_limits
 from .metrics import Metrics, create_metrics
 from .passwords import Passwords
 from .presence import Presence
-from .storage import Storage, open_storage
+from .storage import Storage, StorageUnavailable, StoreInUse, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +40,12 @@ class Services:
     limits: Limits
     metrics: Metrics
     idle: IdleSweeper
+    housekeeper: Housekeeper
     connections: set[Any] = field(default_factory=set)
     _lock: IO[str] | None = None
+    link: StorageLink | None = None
+    # Set when a graceful shutdown begins: /healthz answers 503 from then on.
+    draining: bool = False
 
 
 def init_app(app: Quart) -> None:
@@ -59,6 +67,7 @@ def init_app(app: Quart) -> None:
         limits=limits,
         metrics=metrics,
         idle=IdleSweeper(config["CHATAPP_IDLE_TIMEOUT"], connections),
+        housekeeper=Housekeeper(storage),
         connections=connections,
     )
     services.chat.stored_counter = services.metrics.messages_stored
@@ -67,25 +76,111 @@ def init_app(app: Quart) -> None:
 
     @app.before_serving
     async def open_services() -> None:
+        exclusive = not transport.shared_across_processes
         # Shared broker: a shared lock, so `chatapp restore` sees that a server runs.
         services._lock = _claim_single_process(config["CHATAPP_DATABASE_URL"],
-                                               shared=transport.shared_across_processes)
-        await storage.connect()
+                                               shared=not exclusive)
+        # Neither an unreachable database nor an unreachable Redis stops the start
+        # (SPEC §7): both connect later by themselves and /healthz says 503 meanwhile.
+        services.link = StorageLink(storage, exclusive)
+        await services.link.start()
         await limits.connect()
         await hub.start()
         services.idle.start()
+        services.housekeeper.start()  # prunes expired rows (SPEC §8)
 
     @app.after_serving
     async def close_services() -> None:
+        services.draining = True
         services.idle.stop()
+        await services.housekeeper.stop()
         await presence_shutdown(services)
         await hub.stop()
         await limits.close()
-        await storage.close()
+        if services.link is not None:
+            await services.link.stop()
+        else:
+            await storage.close()
         services.accounts.passwords.close()
         if services._lock is not None:
             services._lock.close()
         services.metrics.retire()
+
+
+SINGLE_PROCESS = (
+    "another chatapp process already serves this database with the in-memory "
+    "broker (CHATAPP_BROKER_URL=memory://). With workers > 1 or several "
+    "processes each would hold its own rooms and presence; set "
+    "CHATAPP_BROKER_URL=redis://HOST:PORT/N to share them."
+)
+
+
+class StorageLink:
+    """Connects storage; while the database is unreachable, keeps retrying with backoff.
+
+    ``exclusive`` (the memory broker) also claims the store for this process alone.
+    """
+
+    def __init__(self, storage: Storage, exclusive: bool, backoff_max: float = 10.0) -> None:
+        self.storage = storage
+        self.exclusive = exclusive
+        self.backoff_max = backoff_max
+        self.attempts = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        try:
+            await self._connect()
+        except StoreInUse:
+            raise ConfigError(SINGLE_PROCESS) from None
+        except StorageUnavailable as error:
+            log.warning("storage unavailable at start (%s); serving without it and "
+                        "reconnecting in the background", error)
+            self._task = asyncio.create_task(self._retry(), name="storage-reconnect")
+            self._task.add_done_callback(_log_crash)
+
+    async def _connect(self) -> None:
+        self.attempts += 1
+        await self.storage.connect()
+        if self.exclusive:
+            try:
+                await self.storage.claim_single_process()
+            except BaseException:
+                await self.storage.close()
+                raise
+
+    async def _retry(self) -> None:
+        delay = 0.2
+        while True:
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            delay = min(delay * 2, self.backoff_max)
+            try:
+                await self._connect()
+            except StorageUnavailable as error:
+                log.warning("storage still unavailable (%s); retrying in up to %.1fs",
+                            error, delay)
+                continue
+            except StoreInUse:
+                # Started while the database was away: refusing to start is too late
+                # now, so stay without storage (/healthz 503) and say why.
+                log.error("storage not used: %s", SINGLE_PROCESS)
+                continue
+            self._task = None
+            log.warning("storage connected after %d attempts", self.attempts)
+            return
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.storage.close()
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("task %s crashed", task.get_name(), exc_info=task.exception())
 
 
 async def presence_shutdown(services: Services) -> None:
@@ -116,12 +211,7 @@ def _claim_single_process(database_url: str, *, shared: bool = False) -> IO[str]
                 "another chatapp process holds this database alone (a server on the "
                 "in-memory broker, or `chatapp restore`)"
             ) from None
-        raise ConfigError(
-            "another chatapp process already serves this database with the in-memory "
-            "broker (CHATAPP_BROKER_URL=memory://). With workers > 1 or several "
-            "processes each would hold its own rooms and presence; set "
-            "CHATAPP_BROKER_URL=redis://HOST:PORT/N to share them."
-        ) from None
+        raise ConfigError(SINGLE_PROCESS) from None
     return handle
 
 

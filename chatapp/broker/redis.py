@@ -222,8 +222,12 @@ class RedisTransport(Transport):
             await self._open_pubsub()
             await self._beat()
         except (*REDIS_ERRORS, BrokerError) as error:
-            await self._close_clients()
-            raise BrokerError(f"cannot reach Redis at {self._safe_url()}: {error}") from error
+            raise_if_cancelled(error)
+            # Start anyway (SPEC §7): the listener keeps reconnecting, then restores
+            # presence and has the hub catch up; /healthz says 503 until then.
+            log.warning("Redis unreachable at %s at start (%s); serving without it and "
+                        "reconnecting in the background", self._safe_url(), error)
+            await self._drop_pubsub()
         self._spawn(self._listen(), "redis-listener")
         self._spawn(self._maintain_presence(), "redis-presence")
         self._spawn(self._publisher(), "redis-publisher")
@@ -304,7 +308,8 @@ class RedisTransport(Transport):
         """Read events forever; on a lost connection resubscribe and catch up."""
         while True:
             try:
-                await self._read(self._pubsub)
+                if self._pubsub is not None:  # None: Redis was unreachable at start
+                    await self._read(self._pubsub)
             except REDIS_ERRORS as error:
                 raise_if_cancelled(error)
                 log.warning("Redis pub/sub connection lost (%s); reconnecting", error)

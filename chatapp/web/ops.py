@@ -17,17 +17,24 @@ CHECK_TIMEOUT = 2.0
 
 @bp.get("/healthz")
 async def healthz() -> Any:
-    """200 when storage and broker answer, else 503 naming what failed."""
+    """200 when storage and broker answer; else 503 naming what is failing."""
     svc = services()
-    failed = []
-    for name, check in (("storage", svc.storage.ping), ("broker", svc.transport.ping)):
-        try:
-            await asyncio.wait_for(check(), CHECK_TIMEOUT)
-        except Exception as error:  # any failure means unhealthy, never a crash
-            log.warning("health check: %s failed: %s", name, error)
-            failed.append(name)
-    if failed:
-        return {"status": "unavailable", "failed": failed}, 503
+    checks = {"storage": svc.storage.ping, "broker": svc.transport.ping}
+    outcomes = await asyncio.gather(
+        *(asyncio.wait_for(check(), CHECK_TIMEOUT) for check in checks.values()),
+        return_exceptions=True,
+    )
+    failing = []
+    for name, outcome in zip(checks, outcomes, strict=True):
+        if isinstance(outcome, asyncio.CancelledError):
+            raise outcome
+        if isinstance(outcome, BaseException):  # any failure is unhealthy, never a 500
+            log.warning("health check: %s failing: %r", name, outcome)
+            failing.append(name)
+    if svc.draining:
+        return {"status": "unavailable", "failing": failing, "shutting_down": True}, 503
+    if failing:
+        return {"status": "unavailable", "failing": failing}, 503
     return {"status": "ok"}
 
 

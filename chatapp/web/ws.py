@@ -41,7 +41,7 @@ from ..events import (
 from ..security import origin_allowed, session_user
 from ..server import Wire, text_frame, wire_of
 from ..services import Services
-from ..storage import User
+from ..storage import StorageUnavailable, User
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,10 @@ async def serve(app: Quart, scope: dict[str, Any], receive: Receive, send: Send)
     try:
         handshake = _handshake(app, scope)
         user, session_token = await _identify(app, svc, handshake)
+    except StorageUnavailable as error:  # SPEC §7: 503, the client retries with backoff
+        log.warning("websocket refused: storage unavailable: %s", error)
+        await _reject(scope, send, 503, "the database is unavailable; try again shortly")
+        return
     except Exception:
         log.exception("websocket handshake failed")
         await _reject(scope, send, 500, "internal error")
@@ -105,8 +109,17 @@ async def serve(app: Quart, scope: dict[str, Any], receive: Receive, send: Send)
     _log_open(conn, address)
     svc.connections.add(conn)
     svc.metrics.connections.inc()
+    unavailable = False
     try:
         await _session(svc, conn, session_token, frames, wire, send)
+    except StorageUnavailable as error:
+        # The database went away while the connection was set up: "try again later"
+        # (1013), and the client's reconnect syncs what it missed.
+        log.warning("websocket conn=%s closed: storage unavailable: %s", conn.id, error)
+        # 1013 is also a slow consumer's code; ``unavailable`` keeps the metric apart.
+        unavailable = True
+        conn.outbox.close(CLOSE_SLOW_CONSUMER, "database unavailable: reconnect and sync")
+        await _close(conn, send)
     except Exception:
         # A bug, not a bad frame: log it and close this socket alone, with a code the
         # client can act on (reconnect and sync) instead of leaving it hanging.
@@ -116,7 +129,7 @@ async def serve(app: Quart, scope: dict[str, Any], receive: Receive, send: Send)
     finally:
         svc.connections.discard(conn)
         svc.metrics.connections.dec()
-        if conn.outbox.close_code == CLOSE_SLOW_CONSUMER:
+        if conn.outbox.close_code == CLOSE_SLOW_CONSUMER and not unavailable:
             svc.metrics.slow_consumer_closes.inc()
         _log_closed(conn, address)
 
