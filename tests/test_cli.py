@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -466,3 +467,115 @@ def test_restore_refuses_while_a_server_holds_the_database(env, tmp_path, shared
     assert result.exit_code == 1
     assert "server is running" in result.output
     assert stored(env)[1] == ["kept", "newer"]
+
+
+def test_export_leaves_deleted_messages_out(env):
+    ids = seed(env, ["stays", "goes", "stays too"])
+
+    async def delete() -> None:
+        storage = open_storage(env["CHATAPP_DATABASE_URL"])
+        await storage.connect()
+        try:
+            await storage.delete_message(ids[1])
+        finally:
+            await storage.close()
+
+    asyncio.run(delete())
+    for fmt in ("json", "markdown"):
+        result = run(env, "export", "general", "--format", fmt)
+        assert result.exit_code == 0, result.output
+        assert "stays too" in result.stdout and "goes" not in result.stdout
+    document = json.loads(run(env, "export", "general").stdout)
+    assert [m["id"] for m in document["messages"]] == [ids[0], ids[2]]
+
+
+@pytest.mark.slow
+def test_backup_of_a_busy_server_then_restore(tmp_path):
+    """A backup taken while messages are being stored holds every message acknowledged
+    before it began; restored into the stopped setup, the server comes back with all of
+    them and a new epoch."""
+    import threading
+
+    from websockets.sync.client import connect
+
+    from .servers import Browser, Server, events_of
+
+    def hello_epoch(server: Server, browser: Browser) -> str:
+        with connect(server.ws_url, additional_headers=browser.ws_headers()) as ws:
+            (hello, *_) = events_of(ws.recv(timeout=10))
+        assert hello["type"] == "hello"
+        return str(hello["epoch"])
+
+    data = tmp_path / "site"
+    server = Server(data).start()
+    backup = tmp_path / "backup.db"
+    proc_env = dict(server.env(), CHATAPP_BROKER_URL="memory://")
+    acked: list[int] = []
+    stop = threading.Event()
+    try:
+        browser = Browser(server.base)
+        assert browser.register("alice") == 303
+        old_epoch = hello_epoch(server, browser)
+        csrf = browser.csrf("/")
+
+        def send() -> None:
+            number = 0
+            while not stop.is_set():
+                number += 1
+                status, _, body = browser.request(
+                    "/api/v1/rooms/general/messages", headers={"X-CSRF-Token": csrf},
+                    body={"body": f"busy {number}", "nonce": f"n{number}"},
+                )
+                assert status == 201, body
+                acked.append(json.loads(body)["id"])
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        deadline = time.monotonic() + 60
+        while len(acked) < 20 and sender.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        acked_before = list(acked)
+        assert len(acked_before) >= 20
+        result = subprocess.run([str(CHATAPP), "backup", str(backup)], env=proc_env,
+                                cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        during = len(acked)
+        while len(acked) < during + 5 and sender.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        sender.join(30)
+        assert len(acked) >= during + 5, "the sender stopped early"
+
+        # A running server keeps restore away.
+        result = subprocess.run([str(CHATAPP), "restore", "--yes", str(backup)], env=proc_env,
+                                cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1
+        assert "server is running" in result.stderr
+    finally:
+        stop.set()
+        server.kill()
+
+    result = subprocess.run([str(CHATAPP), "restore", "--yes", str(backup)], env=proc_env,
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    server = Server(data).start()
+    try:
+        browser = Browser(server.base)
+        assert browser.login("alice") == 303
+        assert hello_epoch(server, browser) != old_epoch
+        restored: list[int] = []
+        after = 0
+        while True:
+            status, _, body = browser.request(
+                f"/api/v1/rooms/general/messages?after={after}&limit=200")
+            assert status == 200, body
+            page = json.loads(body)
+            restored += [m["id"] for m in page["messages"]]
+            if not page["has_more"]:
+                break
+            after = restored[-1]
+    finally:
+        server.kill()
+    assert set(acked_before) <= set(restored)
+    assert set(restored) <= set(acked)  # nothing that was never acknowledged
+    assert restored == sorted(restored)
