@@ -148,10 +148,11 @@ def access_line(
     agent = headers.get(b"user-agent", b"").decode("latin1")
     protocol = ("HTTP/" if scope["type"] == "http" else "WS/") + scope.get("http_version", "1.1")
     method = scope.get("method", "GET") if scope["type"] == "http" else "GET"
+    # Quotes inside the quoted fields as \x22 (as nginx does); the formatter escapes the rest.
     log.info(
         '%s "%s %s %s" %s %s %.1fms "%s"',
-        address, method, path, protocol, status, "-" if size is None else size,
-        seconds * 1000, agent,
+        address, method, path.replace('"', "\\x22"), protocol, status,
+        "-" if size is None else size, seconds * 1000, agent.replace('"', "\\x22"),
         extra={"fields": {
             "client": address, "method": method, "path": path, "route": route,
             "protocol": protocol, "status": status, "bytes": size,
