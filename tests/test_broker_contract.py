@@ -397,7 +397,9 @@ async def test_redis_restart_resubscribes_and_catches_up(private_redis: PrivateR
 
 
 @pytest.mark.redis
-async def test_connect_to_missing_redis_fails_clearly() -> None:
+async def test_connect_to_missing_redis_starts_and_reports_it() -> None:
+    """SPEC §7: the process starts while Redis is unreachable (and reconnects later,
+    see tests/test_outages.py); meanwhile ping and publish fail clearly."""
     from chatapp.broker.redis import RedisTransport
 
     with socket.socket() as sock:
@@ -405,9 +407,15 @@ async def test_connect_to_missing_redis_fails_clearly() -> None:
         port = sock.getsockname()[1]
     transport = RedisTransport(f"redis://127.0.0.1:{port}/0")
     recorder = Recorder()
-    with pytest.raises(BrokerError, match="cannot reach Redis"):
-        await transport.connect(recorder.receive, recorder.reconnected)
-    await transport.close()
+    await transport.connect(recorder.receive, recorder.reconnected)
+    try:
+        with pytest.raises(BrokerError):
+            await transport.ping()
+        with pytest.raises(BrokerError, match="publish to Redis failed"):
+            await transport.publish("room:a", "{}")
+    finally:
+        await transport.close()
+    assert recorder.reconnects == 0  # nothing came back
 
 
 # -- the hub above any transport -------------------------------------------------------
