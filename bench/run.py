@@ -178,6 +178,8 @@ class Chatapp(Target):
             "CHATAPP_DATABASE_URL": f"sqlite:///{db or self.db_path}",
             "CHATAPP_SEND_RATE": "1000000/1",
             "CHATAPP_API_RATE": "1000000/1",
+            # s3 opens thousands of connections for a handful of users.
+            "CHATAPP_MAX_CONNECTIONS_PER_USER": "1000000",
         }
         if broker:
             e["CHATAPP_BROKER_URL"] = broker

@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     # A websocket that sends nothing for this long is closed as half-open; the
     # browser client pings every 20 s.
     "CHATAPP_IDLE_TIMEOUT": "50",
+    # Open websockets per user, all workers and hosts together (SPEC §6).
+    "CHATAPP_MAX_CONNECTIONS_PER_USER": "20",
     "CHATAPP_TRUSTED_PROXIES": "0",
     "CHATAPP_LOG_FORMAT": "text",
     "CHATAPP_LOG_LEVEL": "INFO",
@@ -78,6 +80,14 @@ def load(
 
     config["CHATAPP_SEND_RATE"] = Rate.parse(str(config["CHATAPP_SEND_RATE"]), "CHATAPP_SEND_RATE")
     config["CHATAPP_API_RATE"] = Rate.parse(str(config["CHATAPP_API_RATE"]), "CHATAPP_API_RATE")
+    try:
+        max_connections = int(str(config["CHATAPP_MAX_CONNECTIONS_PER_USER"]).strip())
+    except ValueError:
+        max_connections = 0
+    if max_connections < 1:
+        raise ConfigError("CHATAPP_MAX_CONNECTIONS_PER_USER must be a whole number >= 1, "
+                          f"got {config['CHATAPP_MAX_CONNECTIONS_PER_USER']!r}")
+    config["CHATAPP_MAX_CONNECTIONS_PER_USER"] = max_connections
     try:
         grace = float(config["CHATAPP_PRESENCE_GRACE_SECONDS"])
     except ValueError:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -101,7 +102,12 @@ async def serve(app: Quart, scope: dict[str, Any], receive: Receive, send: Send)
         await _reject(scope, send, 403, "origin not allowed")
         return
     del handshake
-    await send({"type": "websocket.accept"})
+    # SPEC §6: open websockets per user, all workers and hosts together.
+    slot = await _open_slot(app, svc, user)
+    if slot is None:
+        await _reject(scope, send, 429, "too many open connections; close one first")
+        return
+    await _accept(svc, user, slot, send)
     conn = Connection(svc, user, app.config["CHATAPP_SEND_RATE"])
     wire = wire_of(scope)
     frames: Frames = wire if wire is not None and wire.claim() else AsgiFrames(receive)
@@ -128,6 +134,7 @@ async def serve(app: Quart, scope: dict[str, Any], receive: Receive, send: Send)
         await _close(conn, send)
     finally:
         svc.connections.discard(conn)
+        svc.hub.spawn(svc.limits.close_slot(_slot_key(user), slot), name="ws-slot")
         svc.metrics.connections.dec()
         if conn.outbox.close_code == CLOSE_SLOW_CONSUMER and not unavailable:
             svc.metrics.slow_consumer_closes.inc()
@@ -148,6 +155,25 @@ def _log_closed(conn: Connection, address: str) -> None:
 def _client_address(scope: dict[str, Any]) -> str:
     client = scope.get("client")
     return str(client[0]) if client else "-"
+
+
+def _slot_key(user: User) -> str:
+    return f"ws:{user.id}"
+
+
+async def _open_slot(app: Quart, svc: Services, user: User) -> str | None:
+    """Hold one of the user's CHATAPP_MAX_CONNECTIONS_PER_USER slots, or None."""
+    slot = secrets.token_hex(8)
+    maximum = app.config["CHATAPP_MAX_CONNECTIONS_PER_USER"]
+    return slot if await svc.limits.open_slot(_slot_key(user), slot, maximum) else None
+
+
+async def _accept(svc: Services, user: User, slot: str, send: Send) -> None:
+    try:
+        await send({"type": "websocket.accept"})
+    except BaseException:
+        await svc.limits.close_slot(_slot_key(user), slot)
+        raise
 
 
 def _handshake(app: Quart, scope: dict[str, Any]) -> Websocket:
