@@ -206,3 +206,26 @@ def test_serve_uses_a_hypercorn_toml_in_the_working_directory(installed, tmp_pat
     with serving(installed, site, port=port):  # no --bind: the local file's bind
         assert get(f"http://127.0.0.1:{port}/login")[0] == 200
     assert (site / "instance").is_dir()
+
+
+def test_systemd_unit_verifies_and_runs_chatapp_serve(tmp_path):
+    """docs/chatapp.service parses cleanly (systemd-analyze warns on stderr about any
+    unknown or malformed setting) and its ExecStart is a `chatapp serve` command line."""
+    from chatapp.cli import main
+
+    unit = (ROOT / "docs" / "chatapp.service").read_text()
+    (exec_start,) = re.findall(r"(?m)^ExecStart=(.*)$", unit)
+    program, command, *args = exec_start.split()
+    assert program == "/srv/chatapp/venv/bin/chatapp"
+    assert main.get_command(None, command) is not None  # type: ignore[arg-type]
+    with main.commands[command].make_context(command, args) as context:  # or raises
+        assert context.params["bind"] == "127.0.0.1:8000"
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    # The unit as installed, but with a chatapp that exists on this machine.
+    local = tmp_path / "chatapp.service"
+    local.write_text(unit.replace(program, str(Path(sys.executable).parent / "chatapp")))
+    result = subprocess.run(["systemd-analyze", "verify", str(local)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
