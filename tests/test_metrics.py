@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import secrets
@@ -137,7 +138,7 @@ def test_a_scrape_marks_a_killed_worker_dead_and_keeps_its_counts(tmp_path: Path
         text = metrics.exposition()[0].decode()
     finally:
         del os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    assert not list(directory.glob("gauge_livesum_*.db"))
+    assert not (directory / f"gauge_livesum_{dead_pid}.db").exists()
     assert sample(text, "chatapp_websocket_connections") == 0
     assert sample(text, REQUESTS, route="/login", method="GET", status="200") == 5
     assert sweep_dead_processes(str(directory)) == []  # nothing left to sweep
@@ -180,7 +181,7 @@ async def test_two_workers_report_the_sum_and_retire_on_shutdown(tmp_path: Path)
         deadline = time.monotonic() + 10
         while sample(metrics_of(server), "chatapp_websocket_connections") != 0:
             assert time.monotonic() < deadline, "the closed websocket is still counted"
-            time.sleep(0.1)
+            await asyncio.sleep(0.1)
         assert len({p.name for p in directory.glob("gauge_livesum_*.db")}) == 2
         server.terminate()
     finally:
