@@ -154,6 +154,15 @@ class Storage(ABC):
     async def login_failures(self, key: str, since: datetime) -> tuple[int, datetime | None]:
         """Count failures for ``key`` since a moment, and the oldest of them."""
 
+    # housekeeping (the server prunes in bounded batches, see ``chatapp.housekeeping``)
+    @abstractmethod
+    async def prune_sessions(self, idle_before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` sessions last used before ``idle_before``; how many."""
+
+    @abstractmethod
+    async def prune_login_failures(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` login failures recorded before ``before``; how many."""
+
     # rooms
     @abstractmethod
     async def create_room(self, slug: str, name: str, kind: str, creator_id: int) -> Room:

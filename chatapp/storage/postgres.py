@@ -103,6 +103,11 @@ def _failure_key(key: str) -> str:
     return key.replace("\x00", "\\x00")
 
 
+def _count(status: str) -> int:
+    """The row count of a command status such as ``DELETE 12``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
 class _DuplicateNonceError(Exception):
     """The nonce is taken: roll the seq back and return the stored message."""
 
@@ -350,6 +355,21 @@ class PostgresStorage(Storage):
             _failure_key(key), since,
         )
         return int(row[0]), row[1]
+
+    # housekeeping: bounded deletes, each its own short transaction
+    async def prune_sessions(self, idle_before: datetime, limit: int) -> int:
+        return _count(await self._run(
+            "DELETE FROM sessions WHERE token_hash IN"
+            " (SELECT token_hash FROM sessions WHERE last_seen < $1 LIMIT $2)",
+            idle_before, limit,
+        ))
+
+    async def prune_login_failures(self, before: datetime, limit: int) -> int:
+        return _count(await self._run(
+            "DELETE FROM login_failures WHERE id IN"
+            " (SELECT id FROM login_failures WHERE at < $1 LIMIT $2)",
+            before, limit,
+        ))
 
     # rooms
     async def create_room(self, slug: str, name: str, kind: str, creator_id: int) -> Room:

@@ -461,6 +461,30 @@ class SQLiteStorage(Storage):
         oldest = datetime.fromisoformat(row[1].replace("Z", "+00:00")) if row[1] else None
         return int(row[0]), oldest
 
+    # housekeeping: bounded deletes on the writer, each its own short transaction
+    async def prune_sessions(self, idle_before: datetime, limit: int) -> int:
+        return await self._delete_some(
+            "DELETE FROM sessions WHERE token_hash IN"
+            " (SELECT token_hash FROM sessions WHERE last_seen < ? LIMIT ?)",
+            (isoformat(idle_before), limit),
+        )
+
+    async def prune_login_failures(self, before: datetime, limit: int) -> int:
+        return await self._delete_some(
+            "DELETE FROM login_failures WHERE id IN"
+            " (SELECT id FROM login_failures WHERE at < ? LIMIT ?)",
+            (isoformat(before), limit),
+        )
+
+    async def _delete_some(self, sql: str, params: tuple[Any, ...]) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(sql, params)
+            count = cursor.rowcount
+            cursor.close()
+            return count
+
+        return await self._write(op)
+
     # rooms
     async def create_room(self, slug: str, name: str, kind: str, creator_id: int) -> Room:
         now = isoformat(utcnow())
