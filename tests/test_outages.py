@@ -518,6 +518,24 @@ async def test_websocket_handshake_while_postgres_is_away_is_503(
         assert "503" in repr(refused.value)
 
 
+async def test_websocket_losing_storage_during_setup_closes_1013(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(tmp_path)
+    async with app.test_app():
+        alice, _ = await conftest.AuthActions(app).user("alice")
+        storage = app.extensions["chatapp"].storage
+
+        async def away(*_: Any) -> Any:
+            raise StorageUnavailable("gone between the handshake and the hello")
+
+        monkeypatch.setattr(storage, "rooms_of", away)
+        async with alice.websocket("/ws") as conn:
+            ws = WS(conn)
+            assert await ws.closed() == 1013  # "try again later": reconnect and sync
+        assert app.extensions["chatapp"].metrics.slow_consumer_closes._value.get() == 0
+
+
 async def test_sqlite_driver_errors_surface_as_storage_errors(tmp_path: Path) -> None:
     (tmp_path / "a-directory.db").mkdir()
     storage = SQLiteStorage(str(tmp_path / "a-directory.db"))
