@@ -337,8 +337,9 @@ def test_backup_copies_the_database(env, tmp_path):
     result = run(env, "backup", str(target))
     assert result.exit_code == 0, result.output
     assert "Backed up" in result.output
-    # One self-contained file, no write-ahead log beside it.
+    # One self-contained file, no write-ahead log beside it, for its owner only.
     assert not Path(f"{target}-wal").exists()
+    assert target.stat().st_mode & 0o777 == 0o600
     with sqlite3.connect(target) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -393,6 +394,8 @@ def test_restore_replaces_the_store_and_changes_the_epoch(env, tmp_path):
     result = run(env, "restore", "--yes", str(tmp_path / "b.db"))
     assert result.exit_code == 0, result.output
     assert "Restored" in result.output
+    database = Path(env["CHATAPP_DATABASE_URL"].removeprefix("sqlite:///"))
+    assert database.stat().st_mode & 0o777 == 0o600
     epoch, bodies = stored(env)
     assert bodies == ["before 1", "before 2"]
     assert epoch != old_epoch

@@ -31,8 +31,9 @@ def backup(source: str, target: str, *, force: bool = False) -> None:
         raise StorageError(f"{target} exists (use --force to replace it)")
     if not destination.parent.is_dir():
         raise StorageError(f"no directory {destination.parent}")
-    temporary = _temporary_beside(destination)
+    temporary: Path | None = None
     try:
+        temporary = _temporary_beside(destination)
         src = sqlite3.connect(source, timeout=10)
         try:
             dst = sqlite3.connect(temporary)
@@ -53,11 +54,12 @@ def backup(source: str, target: str, *, force: bool = False) -> None:
             except FileExistsError:
                 raise StorageError(f"{target} exists (use --force to replace it)") from None
         _fsync_directory(destination.parent)
-    except sqlite3.Error as error:
+    except (sqlite3.Error, OSError) as error:
         raise StorageError(f"backup failed: {error}") from error
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+        if temporary is not None:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
 
 
 def restore(source: str, target: str) -> str:
@@ -67,10 +69,11 @@ def restore(source: str, target: str) -> str:
     """
     check_database(source)
     destination = Path(target)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary_beside(destination)
+    temporary: Path | None = None
     epoch = secrets.token_hex(8)
     try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        temporary = _temporary_beside(destination)
         src = sqlite3.connect(_read_only(source), uri=True)
         try:
             dst = sqlite3.connect(temporary, isolation_level=None)
@@ -91,11 +94,12 @@ def restore(source: str, target: str) -> str:
                 os.unlink(f"{destination}{suffix}")
         os.replace(temporary, destination)
         _fsync_directory(destination.parent)
-    except sqlite3.Error as error:
+    except (sqlite3.Error, OSError) as error:
         raise StorageError(f"restore failed: {error}") from error
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+        if temporary is not None:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
     return epoch
 
 
@@ -139,7 +143,11 @@ def _read_only(path: str) -> str:
 
 
 def _temporary_beside(destination: Path) -> Path:
-    return destination.with_name(f".{destination.name}.{secrets.token_hex(4)}.tmp")
+    """A new empty file (an empty SQLite database) that only its owner may read: it will
+    hold password hashes and session tokens."""
+    path = destination.with_name(f".{destination.name}.{secrets.token_hex(4)}.tmp")
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return path
 
 
 def _fsync(path: Path) -> None:
