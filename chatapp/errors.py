@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from quart import Quart, Request, Response, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, NotFound
 
 from . import jsonin
 from .storage import StorageUnavailable
@@ -99,8 +99,24 @@ async def html_error(status: int, message: str) -> Response:
     return Response(html, status=status, mimetype="text/html")
 
 
+def _guard_static(app: Quart) -> None:
+    """A file name the OS cannot even look up (too long, a NUL) is a 404, not a 500."""
+    serve = app.view_functions.get("static")
+    if serve is None:
+        return
+
+    async def static(**kwargs: Any) -> Any:
+        try:
+            return await app.ensure_async(serve)(**kwargs)
+        except (OSError, ValueError):
+            raise NotFound() from None
+
+    app.view_functions["static"] = static
+
+
 def init_app(app: Quart) -> None:
     app.request_class = JsonRequest
+    _guard_static(app)
 
     @app.errorhandler(ApiError)
     async def handle_api_error(error: ApiError) -> Response:

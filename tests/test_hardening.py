@@ -361,3 +361,10 @@ def test_names_module_directly() -> None:
     assert names.skeleton("раураl") == names.skeleton("paypal")
     assert not names.clash("team a", "team b")
     assert not names.clash("ops", "dev")
+
+
+async def test_static_file_names_the_os_refuses_are_404(client: Any) -> None:
+    """Found by tests/test_fuzz_http.py: a 300-character name was a 500 (ENAMETOOLONG)."""
+    for name in ("a" * 300, "a%00b.js", "x/" * 3000 + "y"):
+        response = await client.get("/static/" + name)
+        assert response.status_code == 404, name
