@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import Any
 
 import pytest
+
+from chatapp.broker.hub import Outbox
+from chatapp.events import encode, room_channel, room_event, room_event_seq
+from chatapp.storage import RoomEvent
 
 from .hashing import cheap_passwords
 from .wsutil import WS, app_with, connect
@@ -364,3 +369,47 @@ async def test_an_offline_client_syncs_to_the_same_room(auth):
     assert [m["body"] for m in page["messages"]] == ["one!", "two"]
     assert history[first["id"]]["reactions"] == [{"emoji": ":ok:", "count": 1,
                                                   "users": ["alice"]}]
+
+
+# the hub and the catch-up, for every kind --------------------------------------------
+
+@pytest.mark.parametrize("kind", sorted(ROOM_KINDS))
+def test_room_event_seq_reads_any_kind_and_nothing_else(kind):
+    event = RoomEvent(kind, GENERAL, 41, {"id": 7, "message": {"seq": 3, "room": GENERAL}})
+    assert room_event_seq(room_event(event)) == 41
+    assert json.loads(room_event(event)) == event.to_json()
+    assert room_event_seq(encode("typing", room=GENERAL, user="seq")) is None
+    assert room_event_seq(encode("viewing", room=GENERAL, user="x")) is None
+
+
+async def test_hub_tracks_seqs_of_every_kind_and_catch_up_replays_them(app, storage):
+    svc = app.extensions["chatapp"]
+    alice = await storage.create_user("alice", "x")
+    room = await storage.room(GENERAL)
+    message, _ = await storage.add_message(room.id, alice.id, "hi", None)
+    await storage.add_message(room.id, alice.id, "second", None)
+    outbox = Outbox(limit=100)
+    channel = room_channel(GENERAL)
+
+    async def delivered(count: int) -> None:
+        """Wait (Redis delivers later) until the outbox holds ``count`` events."""
+        async with asyncio.timeout(10):
+            while len(outbox) < count:
+                await asyncio.sleep(0.01)
+
+    async with svc.hub.subscription(outbox, [channel]):
+        await svc.chat.edit(alice, message.id, "hi!")
+        await delivered(1)
+        assert svc.hub.delivered_seq[channel] == 3
+        await svc.chat.react(alice, message.id, "👍", True)
+        await svc.chat.viewing(alice, room)  # no seq: the mark stays
+        await delivered(3)
+        assert svc.hub.delivered_seq[channel] == 4
+        outbox._items.clear()
+        # As after a broker reconnect: replay from storage what followed seq 1.
+        await svc.chat.catch_up({channel: 1})
+        replayed = [json.loads(item) for item in outbox._items]
+    assert [(e["type"], e["seq"]) for e in replayed] == [
+        ("message", 2), ("message_edited", 3), ("reaction", 4)]
+    assert replayed[1]["message"]["body"] == "hi!"
+    assert replayed[2]["reactions"] == [{"emoji": "👍", "count": 1, "users": ["alice"]}]
