@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     # A websocket that sends nothing for this long is closed as half-open; the
     # browser client pings every 20 s.
     "CHATAPP_IDLE_TIMEOUT": "50",
+    # permessage-deflate: off (declined) or on (no context takeover either way).
+    "CHATAPP_WS_COMPRESSION": "off",
     # Open websockets per user, all workers and hosts together (SPEC §6).
     "CHATAPP_MAX_CONNECTIONS_PER_USER": "20",
     "CHATAPP_TRUSTED_PROXIES": "0",
@@ -99,6 +101,10 @@ def load(
         config["CHATAPP_IDLE_TIMEOUT"] = float(config["CHATAPP_IDLE_TIMEOUT"])
     except ValueError:
         raise ConfigError("CHATAPP_IDLE_TIMEOUT must be a number of seconds") from None
+    compression = str(config["CHATAPP_WS_COMPRESSION"]).strip().lower()
+    if compression not in ("on", "off"):
+        raise ConfigError(f"CHATAPP_WS_COMPRESSION must be on or off, got {compression!r}")
+    config["CHATAPP_WS_COMPRESSION"] = compression == "on"
     _front_door(config, production)
     origins = config["CHATAPP_ALLOWED_ORIGINS"]
     if isinstance(origins, str):

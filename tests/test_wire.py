@@ -33,10 +33,13 @@ def test_text_frame_is_what_a_client_parses(size: int) -> None:
 async def test_events_arrive_whole_and_in_order_with_and_without_the_wire(
     tmp_path: Path, compression: str | None
 ) -> None:
-    """Without compression events are written straight to the socket (and coalesced on
-    the pacer's tick under load); with permessage-deflate they take Hypercorn's path.
-    Either way the hello comes first and every seq arrives once, in order."""
-    server = Server(tmp_path, server_env(tmp_path, CHATAPP_SEND_RATE="100000/1")).start()
+    """Events are written straight to the socket (and coalesced on the pacer's tick under
+    load), uncompressed or, with CHATAPP_WS_COMPRESSION=on, deflated once per frame
+    for every connection. Either way the hello comes first and every seq arrives once,
+    in order."""
+    env = server_env(tmp_path, CHATAPP_SEND_RATE="100000/1",
+                     CHATAPP_WS_COMPRESSION="off" if compression is None else "on")
+    server = Server(tmp_path, env).start()
     try:
         alice, bob = Browser(server.base), Browser(server.base)
         assert alice.register("alice") == 303

@@ -18,10 +18,11 @@ import logging
 from collections.abc import Awaitable
 from typing import Any, Protocol, runtime_checkable
 
-from .frames import text_frame
+from .frames import OutFrame, deflate_frame, text_frame
 from .mailbox import Mailbox
 
-__all__ = ["SCOPE_KEY", "Mailbox", "Wire", "install", "text_frame", "wire_of"]
+__all__ = ["SCOPE_KEY", "Mailbox", "OutFrame", "Wire", "deflate_frame", "install", "text_frame",
+           "wire_of"]
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +33,14 @@ SCOPE_KEY = "chatapp.wire"
 class Wire(Protocol):
     """One accepted websocket's direct writes and claimed inbox."""
 
-    # True when frames from ``text_frame`` are valid on this connection.
+    # True when the fan-out's own frames (an ``OutFrame``) are valid on this connection.
     framed: bool
 
     def writable(self) -> bool:
         """True if a frame written now goes straight out, in order."""
 
-    def write(self, frame: bytes) -> bool:
-        """Write a frame now if ``writable``; else False (use the awaited path)."""
+    def write(self, frame: OutFrame) -> bool:
+        """Write a message now if ``writable``; else False (use the awaited path)."""
 
     def claim(self) -> bool:
         """Take the incoming messages from here on; False if that would break order."""
@@ -57,8 +58,11 @@ def wire_of(scope: Any) -> Wire | None:
     return wire if isinstance(wire, Wire) else None
 
 
-def install() -> dict[str, bool]:
+def install(compression: bool = False) -> dict[str, bool]:
     """Adapt Hypercorn, as far as its version and private shapes allow.
+
+    ``compression`` is CHATAPP_WS_COMPRESSION: off declines a client's
+    permessage-deflate offer, on accepts it without context takeover either way.
 
     The websocket guard is required: without it a compressed frame could inflate
     without bound, so a mismatch raises and the server refuses to start. The wire and
@@ -77,7 +81,7 @@ def install() -> dict[str, bool]:
         )
     from . import hypercorn_wire, shutdown, wsguard
 
-    wsguard.install()
+    wsguard.install(compression)
     installed = {"guard": True, "wire": False, "shutdown": False}
     for part, module in (("wire", hypercorn_wire), ("shutdown", shutdown)):
         if problems[part]:

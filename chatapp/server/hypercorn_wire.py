@@ -12,14 +12,16 @@ the app a ``DirectWire`` (the seam's ``Wire``) in ``scope["extensions"]["chatapp
 once the handshake is accepted. Through it the app may:
 
 * write its own text frames straight to the socket's transport, synchronously, when
-  the client negotiated no extension (a server frame is then the same bytes for every
-  recipient, so a broadcast is framed once) and nothing else is waiting to be
-  written; otherwise it uses the awaited path, which applies backpressure;
+  the client negotiated no extension, or permessage-deflate without context takeover
+  (a server frame is then the same bytes for every recipient of its kind, so a
+  broadcast is framed, and compressed, once: ``frames.OutFrame``) and nothing else is
+  waiting to be written; otherwise it uses the awaited path, which applies
+  backpressure;
 * claim the incoming messages, which then skip the app queue, Quart's receiver
   task and its queue. The inbox is bounded: when it is full, Hypercorn's reader
   waits, and so does the client's TCP stream.
 
-Everything else (handshake, pings, close frames, compression, size and UTF-8 checks)
+Everything else (handshake, pings, close frames, inflating, size and UTF-8 checks)
 stays with Hypercorn and wsproto. Under the Quart test client, or any other server,
 there is no wire and the app uses the ASGI ``receive``/``send`` as usual.
 """
@@ -33,8 +35,10 @@ from typing import Any
 
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from wsproto import ConnectionState
+from wsproto.extensions import PerMessageDeflate
 
 from . import SCOPE_KEY
+from .frames import OutFrame
 from .mailbox import Mailbox
 
 # Bytes the transport may hold unsent before writes take the awaited path again.
@@ -45,16 +49,21 @@ INBOX_LIMIT = 16  # received messages held for the app before the reader waits
 class DirectWire:
     """One accepted websocket's direct writes and claimed inbox."""
 
-    __slots__ = ("_stream", "_transport", "_send_lock", "framed", "claimed",
+    __slots__ = ("_stream", "_transport", "_send_lock", "framed", "deflate_bits", "claimed",
                  "_passed_to_app", "_inbox")
 
     def __init__(self, stream: WiredWSStream, transport: Any, send_lock: Any) -> None:
         self._stream = stream
         self._transport = transport
         self._send_lock = send_lock
-        # Our own frames are valid only without extensions (permessage-deflate keeps
-        # per-connection compressor state that every frame must pass through).
-        self.framed = transport is not None and not stream.connection._proto.extensions
+        # Our own frames are valid without extensions, or with permessage-deflate
+        # without server context takeover (each message compressed on its own, so
+        # one compressed frame fits every such connection); with context takeover
+        # every frame would have to pass through this connection's compressor.
+        self.deflate_bits = _deflate_window(stream.connection._proto.extensions)
+        self.framed = transport is not None and self.deflate_bits is not None
+        if self.deflate_bits == 0:
+            self.deflate_bits = None
         self.claimed = False
         self._passed_to_app = False
         self._inbox = Mailbox(INBOX_LIMIT)
@@ -78,11 +87,13 @@ class DirectWire:
             and transport.get_write_buffer_size() <= WRITE_BUFFER_LIMIT
         )
 
-    def write(self, frame: bytes) -> bool:
-        """Write a frame from ``text_frame`` now if ``writable``; else False."""
+    def write(self, frame: OutFrame) -> bool:
+        """Write the message now, framed as this connection needs, if ``writable``;
+        else False."""
         if not self.writable():
             return False
-        self._transport.write(frame)
+        bits = self.deflate_bits
+        self._transport.write(frame.plain if bits is None else frame.deflated(bits))
         return True
 
     # in
@@ -180,6 +191,18 @@ class WiredWSStream(WSStream):
         self.wire = DirectWire(self, transport, send_lock)
         extensions: dict[str, Any] = self.scope["extensions"]  # type: ignore[assignment]
         extensions[SCOPE_KEY] = self.wire
+
+
+def _deflate_window(extensions: list[Any]) -> int | None:
+    """0 without extensions; the server's window bits for permessage-deflate without
+    server context takeover; None for anything else (no direct writes)."""
+    if not extensions:
+        return 0
+    if len(extensions) == 1:
+        ext = extensions[0]
+        if isinstance(ext, PerMessageDeflate) and ext.server_no_context_takeover:
+            return int(ext.server_max_window_bits)
+    return None
 
 
 def _hypercorn_app_runner(task_group: Any) -> Any:

@@ -1,5 +1,11 @@
 """Websocket hardening Hypercorn 0.18 and wsproto 1.x leave to the application.
 
+0. Hypercorn accepts every permessage-deflate offer, with context takeover: two zlib
+   contexts kept per connection (~100 KB), and every frame through the connection's
+   own compressor. CHATAPP_WS_COMPRESSION decides instead: ``off`` declines the offer
+   (``DeclinedPerMessageDeflate``); ``on`` accepts it with no context takeover in
+   both directions, so no zlib state outlives a message and one compressed frame
+   fits every connection (``frames.OutFrame``).
 1. wsproto inflates every compressed frame in full before Hypercorn's
    ``websocket_max_message_size`` check sees it, so a 64 KiB frame of zeros becomes
    ~64 MiB in memory. ``BoundedPerMessageDeflate`` inflates at most the message
@@ -9,7 +15,7 @@
    then drops the TCP stream without a close frame (clients see 1006).
    ``ClosingConnection`` marks that moment as a close in progress, so Hypercorn
    answers with a close frame carrying wsproto's code.
-``install`` applies both; ``chatapp.server.install`` runs it (after ``compat`` checked
+``install`` applies all three; ``chatapp.server.install`` runs it (after ``compat`` checked
 the shapes it relies on) before the app is served.
 """
 
@@ -28,9 +34,13 @@ MAX_MESSAGE_BYTES = 64 * 1024
 
 
 class BoundedPerMessageDeflate(PerMessageDeflate):
+    """permessage-deflate without context takeover, inflating at most the message limit."""
+
     max_message_bytes = MAX_MESSAGE_BYTES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("client_no_context_takeover", True)
+        kwargs.setdefault("server_no_context_takeover", True)
         super().__init__(*args, **kwargs)
         self._inflated = 0
 
@@ -55,6 +65,13 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
         return super().frame_inbound_complete(proto, fin)
 
 
+class DeclinedPerMessageDeflate(BoundedPerMessageDeflate):
+    """Declines every offer: the connection is served uncompressed."""
+
+    def accept(self, offer: str) -> bool | None | str:
+        return None
+
+
 class ClosingConnection(Connection):
     """A wsproto connection whose own frame failures close with a close frame."""
 
@@ -73,9 +90,10 @@ def _short(reason: str | None) -> str:
     return (reason or "").encode()[:120].decode(errors="ignore")
 
 
-def install() -> None:
+def install(compression: bool = False) -> None:
     """Patch Hypercorn's websocket handling as described above."""
     from hypercorn.protocol import ws_stream
 
-    ws_stream.PerMessageDeflate = BoundedPerMessageDeflate  # type: ignore[misc]
+    deflate = BoundedPerMessageDeflate if compression else DeclinedPerMessageDeflate
+    ws_stream.PerMessageDeflate = deflate  # type: ignore[misc]
     ws_stream.Connection = ClosingConnection  # type: ignore[misc]

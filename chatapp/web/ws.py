@@ -40,7 +40,7 @@ from ..events import (
     user_channel,
 )
 from ..security import origin_allowed, session_user
-from ..server import Wire, text_frame, wire_of
+from ..server import OutFrame, Wire, wire_of
 from ..services import Services
 from ..storage import StorageUnavailable, User
 
@@ -369,6 +369,8 @@ async def _write(conn: Connection, send: Send, linger: bool) -> None:
             return
         queued_at = outbox.oldest_at
         wire = outbox.wire
-        if wire is None or not wire.write(text_frame(frame)):
+        direct = wire is not None and wire.write(OutFrame(frame))
+        if not direct:
             await send({"type": "websocket.send", "text": frame})
-        hub.count_written(outbox.frame_events, frames=1, elapsed=time.monotonic() - queued_at)
+        hub.count_written(outbox.frame_events, frames=1, elapsed=time.monotonic() - queued_at,
+                          direct=direct)
