@@ -496,7 +496,10 @@ async def test_concurrent_changes_on_several_hosts_leave_no_gaps(
 
     async def work(host: Storage, user: User) -> None:
         for i in range(6):
-            message, _ = await host.add_message(room.id, user.id, f"{user.username} {i}", None)
+            # Replies to the message being edited and reacted to: a send's foreign key
+            # must not deadlock with those changes (PostgreSQL row locks).
+            message, _ = await host.add_message(room.id, user.id, f"{user.username} {i}", None,
+                                                reply_to=target.id)
             await host.react(target.id, user.id, f":r{i}:", True)
             if user.username == "alice":
                 await host.edit_message(target.id, f"target {i}")

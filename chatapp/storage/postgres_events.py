@@ -1,10 +1,13 @@
 """PostgreSQL: what changes a message after it is sent (edit, delete, react) and the
 replay of a room's events. Functions of one pooled connection, for ``postgres.py``.
 
-Each change runs in one transaction: it row-locks the message (``FOR UPDATE``, so the
-changes of one message queue up on any host), then takes the room's next seq by
+Each change runs in one transaction: it row-locks the message (``FOR NO KEY UPDATE``,
+so the changes of one message queue up on any host), then takes the room's next seq by
 advancing ``rooms.last_seq`` (the room's row lock orders its whole stream), and
-appends the room event beside the change it describes.
+appends the room event beside the change it describes. ``NO KEY``: a send replying to
+that message holds its room's lock and then needs a key-share lock on the message for
+its foreign key; a full ``FOR UPDATE`` would block it while waiting for the room
+itself, a deadlock.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ async def load_message(conn: asyncpg.Connection, message_id: int) -> Message | N
 async def _lock_live(conn: asyncpg.Connection, message_id: int) -> tuple[int, str]:
     """Row-lock a message that is not deleted: (room id, body); else MessageGone."""
     row = await conn.fetchrow(
-        "SELECT room_id, body FROM messages WHERE id = $1 AND NOT deleted FOR UPDATE",
+        "SELECT room_id, body FROM messages WHERE id = $1 AND NOT deleted FOR NO KEY UPDATE",
         message_id,
     )
     if row is None:
