@@ -18,6 +18,7 @@ import pytest
 from chatapp.storage import (
     GENERAL_ROOM,
     MAX_REACTIONS,
+    UNREAD_LIMIT,
     MessageGone,
     Room,
     RoomEvent,
@@ -361,6 +362,21 @@ async def test_unread_counts_and_read_marker(storage: Storage) -> None:
     await storage.add_message(zoo.id, alice.id, "history", None)
     await storage.join(bob.id, zoo.id)  # a newcomer starts with the history read
     assert [r.unread for r in await storage.rooms_of(bob.id) if r.slug == "zoo"] == [0]
+
+
+async def test_unread_counts_stop_at_the_limit(storage: Storage) -> None:
+    """A summary counts at most UNREAD_LIMIT unread messages (shown as "99+"), so its
+    cost does not grow with the backlog; last_seq still says how far the room is."""
+    alice, bob = await users(storage, "alice", "bob")
+    room = await general(storage)
+    total = UNREAD_LIMIT + 10
+    await asyncio.gather(*(storage.add_message(room.id, alice.id, f"m{i}", f"n{i}")
+                           for i in range(total)))
+    (summary,) = await storage.rooms_of(bob.id)
+    assert (summary.unread, summary.last_seq) == (UNREAD_LIMIT, total)
+    await storage.mark_read(bob.id, room.id, total - 5)
+    (summary,) = await storage.rooms_of(bob.id)
+    assert summary.unread == 5
 
 
 # room events: every change to a message appends one event, replayed by kind

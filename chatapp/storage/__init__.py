@@ -39,6 +39,9 @@ __all__ = [
 GENERAL_ROOM = "general"
 SYNC_LIMIT = 500
 MAX_REACTIONS = 20  # distinct emoji per message
+# A room summary counts unread messages up to this (the client shows "99+"): a
+# room's summary then costs at most this many index rows, however long the backlog.
+UNREAD_LIMIT = 100
 
 
 class StorageError(RuntimeError):

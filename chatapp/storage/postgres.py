@@ -24,6 +24,7 @@ import asyncpg
 from . import (
     GENERAL_ROOM,
     MAX_REACTIONS,
+    UNREAD_LIMIT,
     Message,
     MessagePage,
     Room,
@@ -402,13 +403,13 @@ class PostgresStorage(Storage):
     async def rooms_of(self, user_id: int) -> list[RoomSummary]:
         rows = await self._all(
             "SELECT r.id, r.slug, r.name, r.kind,"
-            " (SELECT count(*) FROM messages m WHERE m.room_id = r.id"
+            " (SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.room_id = r.id"
             "   AND m.seq > ms.last_read_seq AND m.author_id <> ms.user_id"
-            "   AND NOT m.deleted),"
+            "   AND NOT m.deleted LIMIT $2) AS unread),"
             " r.last_seq"
             " FROM memberships ms JOIN rooms r ON r.id = ms.room_id"
             " WHERE ms.user_id = $1 ORDER BY r.name COLLATE \"C\", r.id",
-            user_id,
+            user_id, UNREAD_LIMIT,
         )
         return [RoomSummary(*row) for row in rows]
 

@@ -22,6 +22,7 @@ import aiosqlite
 from . import (
     GENERAL_ROOM,
     MAX_REACTIONS,
+    UNREAD_LIMIT,
     Message,
     MessagePage,
     Room,
@@ -522,13 +523,13 @@ class SQLiteStorage(Storage):
     async def rooms_of(self, user_id: int) -> list[RoomSummary]:
         rows = await self._all(
             "SELECT r.id, r.slug, r.name, r.kind,"
-            " (SELECT COUNT(*) FROM messages m WHERE m.room_id = r.id"
+            " (SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.room_id = r.id"
             "   AND m.seq > ms.last_read_seq AND m.author_id != ms.user_id"
-            "   AND NOT m.deleted),"
+            "   AND NOT m.deleted LIMIT ?)),"
             " r.last_seq"
             " FROM memberships ms JOIN rooms r ON r.id = ms.room_id"
             " WHERE ms.user_id = ? ORDER BY r.name, r.id",
-            (user_id,),
+            (UNREAD_LIMIT, user_id),
         )
         return [RoomSummary(*row) for row in rows]
 
