@@ -98,7 +98,9 @@ def clean_body(body: Any) -> str:
     if not is_text(body):
         raise ChatError("invalid", "body must be a string", "body")
     body = body.strip()
-    if not 1 <= len(body) <= MAX_BODY:
+    if len(body) > MAX_BODY:
+        raise ChatError("too_large", f"body must be at most {MAX_BODY} characters", "body")
+    if not body:
         raise ChatError("invalid", f"body must be 1–{MAX_BODY} characters", "body")
     if CONTROL_CHARS.search(body):
         raise ChatError("invalid", "body must not contain control characters", "body")

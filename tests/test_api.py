@@ -321,10 +321,18 @@ async def test_post_message_stored_as_plain_text(alice):
     assert message["body"] == "<b>bold</b> & <script>"
 
 
-@pytest.mark.parametrize("body", ["", "   ", "\n\t", "x" * 4001, None, 5, ["x"], {"a": 1}])
+@pytest.mark.parametrize("body", ["", "   ", "\n\t", None, 5, ["x"], {"a": 1}])
 async def test_post_message_bad_body_is_422_naming_body(alice, body):
     response = await alice.post("/rooms/general/messages", {"body": body})
-    await error_of(response, 422, "body")
+    assert (await error_of(response, 422, "body"))["code"] == "invalid"
+    page = await (await alice.get("/rooms/general/messages")).get_json()
+    assert page["messages"] == []
+
+
+@pytest.mark.parametrize("body", ["x" * 4001, " " + "é" * 4001 + " "])
+async def test_post_message_over_4000_chars_is_422_too_large(alice, body):
+    response = await alice.post("/rooms/general/messages", {"body": body})
+    assert (await error_of(response, 422, "body"))["code"] == "too_large"
     page = await (await alice.get("/rooms/general/messages")).get_json()
     assert page["messages"] == []
 
