@@ -124,8 +124,6 @@ async def test_edit_with_an_invalid_body_is_invalid(auth, body):
         await nothing_stored(a, message["seq"])
 
 
-# Until clean_body tells too_large from invalid (the send limits work, in progress).
-@pytest.mark.xfail(reason="clean_body does not yet answer too_large", strict=False)
 async def test_edit_over_4000_characters_is_too_large(auth):
     alice, _ = await auth.user("alice")
     async with connect(alice) as a:
