@@ -177,7 +177,9 @@ async def test_every_tab_converges_to_the_same_room(env: dict[str, Any],
                 else:
                     frame = {"id": message_id, "emoji": args[2], "on": args[3]}
                 await target.ws.send(name, room=room.slug, **frame)
-        for tab_ in tabs:  # the end: every tab open again and caught up
+        for tab_ in tabs:  # every frame sent so far handled (and committed)...
+            await tab_.read_events()
+        for tab_ in tabs:  # ...then every tab open again and caught up
             await tab_.connect()
             await tab_.read_events()
         current = await storage.room(room.slug)
