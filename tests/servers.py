@@ -103,6 +103,16 @@ class Server:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
+    def logged(self, pattern: str, timeout: float = 10.0) -> bool:
+        """Whether a line matching ``pattern`` shows up in the log within ``timeout``
+        (an access line is written just after its response has been sent)."""
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.output()):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def terminate(self, timeout: float = 20.0) -> float:
         """SIGTERM and wait; return how long the exit took."""
         assert self.process is not None

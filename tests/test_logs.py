@@ -151,6 +151,7 @@ def test_text_server_logs_cannot_be_forged_and_follow_the_level(tmp_path: Path) 
     try:
         for each in (server, quiet):
             assert raw_request(each.port, FORGING_PATH, FORGING_AGENT) == 404
+            each.terminate()  # graceful: every line is written before the exit
     finally:
         server.kill()
         quiet.kill()

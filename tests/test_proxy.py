@@ -159,48 +159,66 @@ http {{
 """
 
 
-class Nginx:
+class ProxyProcess:
+    """A reverse proxy process on a free 127.0.0.1 port, in front of ``upstream``."""
+
+    name = "proxy"
+
     def __init__(self, directory: Path, upstream: int) -> None:
         self.directory = directory
+        self.upstream = upstream
         self.port = free_port()
         directory.mkdir(parents=True, exist_ok=True)
-        self.config = directory / "nginx.conf"
-        self.config.write_text(nginx_config(directory, self.port, upstream))
+        self.log_path = directory / "error.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> Nginx:
-        self.process = subprocess.Popen(
-            [str(NGINX), "-p", str(self.directory), "-c", str(self.config),
-             "-e", str(self.directory / "error.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def start(self, timeout: float = 20.0) -> ProxyProcess:
+        with open(self.directory / "output.log", "ab") as output:
+            self.process = subprocess.Popen(self.command(), stdout=output,
+                                            stderr=subprocess.STDOUT, env=self.environment())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited early:\n{self.errors()}")
-            status, _, _ = Browser(self.base).request("/healthz") if self.listening() else (0, 0, 0)
+                raise RuntimeError(f"{self.name} exited early:\n{self.errors()}")
+            status = Browser(self.base).request("/healthz")[0] if self.listening() else 0
             if status == 200:
                 return self
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"nginx did not proxy /healthz in {timeout}s:\n{self.errors()}")
+        raise RuntimeError(f"{self.name} did not proxy /healthz in {timeout}s:\n{self.errors()}")
 
     def listening(self) -> bool:
         with socket.socket() as sock:
             return sock.connect_ex(("127.0.0.1", self.port)) == 0
 
     def errors(self) -> str:
-        path = self.directory / "error.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return "".join(path.read_text(errors="replace")
+                       for path in (self.log_path, self.directory / "output.log")
+                       if path.exists())
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+
+class Nginx(ProxyProcess):
+    name = "nginx"
+
+    def command(self) -> list[str]:
+        config = self.directory / "nginx.conf"
+        config.write_text(nginx_config(self.directory, self.port, self.upstream))
+        return [str(NGINX), "-p", str(self.directory), "-c", str(config), "-e", str(self.log_path)]
 
 
 class ClientAt(Browser):
@@ -249,27 +267,31 @@ def test_pages_and_login_through_nginx(proxied: tuple[Server, Nginx]) -> None:
     assert dave.request("/api/v1/me")[0] == 200
     assert dave.request("/metrics")[0] == 403  # the snippet keeps /metrics private
     # The access log shows dave's address, not nginx's.
-    assert re.search(r'198\.51\.100\.4 "POST /login HTTP/1\.\d" 303', server.output())
+    assert server.logged(r'198\.51\.100\.4 "POST /login HTTP/1\.\d" 303')
+
+
+async def chat_both_ways(proxy: ProxyProcess, first: Browser, second: Browser) -> None:
+    """Two users on websockets through ``proxy``, a message each way."""
+    ws_url = f"ws://127.0.0.1:{proxy.port}/ws"
+    async with websockets.connect(ws_url, additional_headers=first.ws_headers()) as a, \
+            websockets.connect(ws_url, additional_headers=second.ws_headers()) as b:
+        await until(a, "hello")
+        await until(b, "hello")
+        for sender, receiver, body in ((a, b, "there"), (b, a, "and back")):
+            await sender.send(json.dumps(
+                {"type": "send", "room": "general", "body": body, "nonce": body}))
+            event = await until(receiver, "message", lambda e, b=body: e["message"]["body"] == b)
+            assert event["room"] == "general"
 
 
 async def test_websocket_through_nginx_both_ways(proxied: tuple[Server, Nginx]) -> None:
     server, nginx = proxied
     erin, frank = ClientAt(nginx.base, "198.51.100.5"), ClientAt(nginx.base, "198.51.100.6")
     assert erin.register("erin") == 303 and frank.register("frank") == 303
-    ws_url = f"ws://127.0.0.1:{nginx.port}/ws"
-    async with websockets.connect(ws_url, additional_headers=erin.ws_headers()) as a, \
-            websockets.connect(ws_url, additional_headers=frank.ws_headers()) as b:
-        await until(a, "hello")
-        await until(b, "hello")
-        for sender, receiver, body in ((a, b, "from erin"), (b, a, "from frank")):
-            await sender.send(json.dumps(
-                {"type": "send", "room": "general", "body": body, "nonce": body}))
-            event = await until(receiver, "message", lambda e, b=body: e["message"]["body"] == b)
-            assert event["room"] == "general"
-    log = server.output()
-    assert re.search(r"websocket open user=erin conn=\S+ addr=198\.51\.100\.5", log)
-    assert re.search(r"websocket closed user=frank conn=\S+ addr=198\.51\.100\.6", log)
-    assert re.search(r'198\.51\.100\.5 "GET /ws WS/1\.1" 101', log)
+    await chat_both_ways(nginx, erin, frank)
+    assert server.logged(r"websocket open user=erin conn=\S+ addr=198\.51\.100\.5")
+    assert server.logged(r"websocket closed user=frank conn=\S+ addr=198\.51\.100\.6")
+    assert server.logged(r'198\.51\.100\.5 "GET /ws WS/1\.1" 101')
 
 
 async def until(ws: Any, kind: str, accept: Any = None, timeout: float = 10) -> dict[str, Any]:
@@ -296,4 +318,91 @@ def test_failed_logins_from_one_address_do_not_lock_out_another(
     forged = mallory.request("/login", form=form, headers={"X-Forwarded-For": "192.0.2.1"})
     assert forged[0] == 429
     assert ClientAt(nginx.base, "198.51.100.8").login("grace") == 303
-    assert re.search(r'203\.0\.113\.66 "POST /login HTTP/1\.\d" 429', server.output())
+    assert server.logged(r'203\.0\.113\.66 "POST /login HTTP/1\.\d" 429')
+
+
+# Caddy in front of a real server
+
+
+CADDY = Path("/usr/bin/caddy")
+
+
+def caddy_snippet() -> str:
+    """README's Caddyfile block, verbatim."""
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- caddy-snippet -->\s*```caddy\n(.*?)```", text, re.S)
+    assert match, "README.md has no Caddyfile snippet after <!-- caddy-snippet -->"
+    return match.group(1)
+
+
+def caddy_config(directory: Path, listen: int, upstream: int) -> str:
+    """README's site block on a local http:// address bound to 127.0.0.1, no admin API."""
+    snippet, sites = re.subn(r"^chat\.example\.com \{",
+                             f"http://127.0.0.1:{listen} {{\n\tbind 127.0.0.1", caddy_snippet())
+    snippet, upstreams = re.subn(r"reverse_proxy [^\n]*", f"reverse_proxy 127.0.0.1:{upstream}",
+                                 snippet)
+    assert sites == 1 and upstreams == 1, snippet
+    return f"""{{
+\tadmin off
+\tauto_https off
+\tstorage file_system {directory / 'data'}
+}}
+{snippet}"""
+
+
+class Caddy(ProxyProcess):
+    name = "caddy"
+
+    def command(self) -> list[str]:
+        config = self.directory / "Caddyfile"
+        config.write_text(caddy_config(self.directory, self.port, self.upstream))
+        return [str(CADDY), "run", "--config", str(config), "--adapter", "caddyfile"]
+
+    def environment(self) -> dict[str, str]:
+        home = str(self.directory / "home")
+        return {**os.environ, "HOME": home, "XDG_DATA_HOME": home, "XDG_CONFIG_HOME": home}
+
+
+@pytest.fixture(scope="module")
+def caddied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Caddy]]:
+    """Caddy (README's Caddyfile) in front of Hypercorn with CHATAPP_TRUSTED_PROXIES=1."""
+    if not CADDY.exists():
+        need_service("caddy", f"{CADDY} is missing (apt-get install caddy)")
+    tmp = tmp_path_factory.mktemp("caddied")
+    server = Server(tmp / "server", server_env(tmp / "server", CHATAPP_TRUSTED_PROXIES="1"))
+    server.start()
+    caddy = Caddy(tmp / "caddy", server.port)
+    try:
+        caddy.start()
+        yield server, caddy
+    finally:
+        caddy.stop()
+        server.kill()
+
+
+async def test_pages_login_and_websocket_through_caddy(caddied: tuple[Server, Caddy]) -> None:
+    server, caddy = caddied
+    ivy, jon = Browser(caddy.base), Browser(caddy.base)
+    assert ivy.register("ivy") == 303 and jon.register("jon") == 303
+    assert ivy.request("/")[0] == 200
+    ivy.jar.clear()
+    assert ivy.login("ivy") == 303
+    assert ivy.request("/metrics")[0] == 403
+    await chat_both_ways(caddy, ivy, jon)
+    assert server.logged(r"websocket open user=ivy conn=\S+ addr=127\.0\.0\.1")
+
+
+def test_caddy_replaces_a_forged_forwarded_for(caddied: tuple[Server, Caddy]) -> None:
+    server, caddy = caddied
+    mallory = Browser(caddy.base)
+    token = mallory.csrf("/login")
+    statuses = [
+        mallory.request("/login", headers={"X-Forwarded-For": f"192.0.2.{n}"}, form={
+            "username": f"nobody{n}", "password": WRONG, "csrf_token": token})[0]
+        for n in range(21)
+    ]
+    # Each attempt claimed another address; all came from one: the 21st is refused.
+    assert statuses == [401] * 20 + [429]
+    assert "192.0.2." not in server.output()
+    assert server.logged(r'127\.0\.0\.1 "POST /login HTTP/1\.1" 429')
+
