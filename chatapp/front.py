@@ -71,11 +71,11 @@ class FrontDoor:
         if self.hops:
             scope = forwarded(scope, self.hops)
         if kind == "websocket":
-            handshake = Handshake(self, scope, send)
             if not self.hosts.allows(scope):
-                scope[ROUTE_KEY] = BAD_HOST
-                return refuse_host(scope, handshake.send)
-            return self.inner(scope, receive, handshake.send)
+                return refuse_host(scope, Handshake(self, scope, BAD_HOST, send).send)
+            # Not written into the scope: it lives as long as the connection.
+            route = "/ws" if scope["path"] == "/ws" else UNMATCHED
+            return self.inner(scope, receive, Handshake(self, scope, route, send).send)
         return self._http(scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,10 +98,12 @@ class FrontDoor:
                 scope[ROUTE_KEY] = BAD_HOST
                 await refuse_host(scope, sending)
         finally:
-            self.record(scope, status or 500, size, time.monotonic() - started)
+            route = scope.get(ROUTE_KEY, UNMATCHED)
+            self.record(scope, route, status or 500, size, time.monotonic() - started)
 
-    def record(self, scope: Scope, status: int, size: int | None, seconds: float) -> None:
-        route = scope.get(ROUTE_KEY, UNMATCHED)
+    def record(
+        self, scope: Scope, route: str, status: int, size: int | None, seconds: float
+    ) -> None:
         method = scope.get("method", "GET")
         method = method if method in METHODS else "OTHER"
         self.metrics.http_requests.labels(route=route, method=method, status=str(status)).inc()
@@ -113,11 +115,12 @@ class FrontDoor:
 class Handshake:
     """A websocket's send, watching for the handshake's answer to log and count it."""
 
-    __slots__ = ("door", "scope", "inner", "started")
+    __slots__ = ("door", "scope", "route", "inner", "started")
 
-    def __init__(self, door: FrontDoor, scope: Scope, inner: Send) -> None:
+    def __init__(self, door: FrontDoor, scope: Scope, route: str, inner: Send) -> None:
         self.door: FrontDoor | None = door
         self.scope: Scope | None = scope
+        self.route = route
         self.inner = inner
         self.started = time.monotonic()
 
@@ -132,9 +135,7 @@ class Handshake:
                 scope = self.scope
                 assert scope is not None
                 door, self.door, self.scope = self.door, None, None  # only the first answer
-                if scope.get(ROUTE_KEY) is None and scope["path"] == "/ws":
-                    scope[ROUTE_KEY] = "/ws"
-                door.record(scope, status, None, time.monotonic() - self.started)
+                door.record(scope, self.route, status, None, time.monotonic() - self.started)
         await self.inner(message)
 
 
