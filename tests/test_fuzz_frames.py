@@ -28,13 +28,13 @@ ERROR_CODES = {"invalid", "forbidden", "not_found", "too_large", "rate_limited",
 # Values that reach deeper into the validators than random JSON does.
 plausible = st.sampled_from([
     "general", "nope", "", "\x00", "\u202e", "x" * 65, 0, 1, -1, 2**63 - 1, 2**63, 2**64,
-    10**30, 1.5, True, None, [], {}, ":thumbsup:", "👍", "a b",
+    10**30, 1.5, True, None, [], {}, ":thumbsup:", "👍", "a b", "\ud800", ":\udfff:",
 ])
 FIELDS = ["room", "body", "nonce", "ref", "seq", "after", "id", "emoji", "on", "reply_to",
           "attachments", "users", "username"]
 frame_like = st.builds(
     lambda kind, fields: {"type": kind, **fields},
-    st.sampled_from(sorted(HANDLERS)) | json_scalars,
+    st.sampled_from(sorted(HANDLERS)) | json_scalars | st.just("\ud800"),
     st.dictionaries(st.sampled_from(FIELDS), plausible | json_values, max_size=5),
 )
 as_text = (

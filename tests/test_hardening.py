@@ -23,6 +23,7 @@ from chatapp.web.redirects import login_url, safe_next
 from .conftest import test_config as make_config
 from .hashing import cheap_passwords
 from .servers import Browser, Server, events_of
+from .wsutil import connect
 
 # Anything a header value must never carry: controls, and bytes outside ASCII.
 BAD_HEADER_BYTES = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f-\xff]")
@@ -272,6 +273,27 @@ async def test_private_rooms_are_404_for_outsiders_everywhere(app: Any, auth: An
     made = await alice.post("/api/v1/rooms", json={"name": "Hidden", "kind": "private"},
                             headers=alice_h)
     private = (await made.get_json())["slug"]
+    posted = await alice.post(f"/api/v1/rooms/{private}/messages", json={"body": "psst"},
+                              headers=alice_h)
+    message_id = (await posted.get_json())["id"]
+    for method, path, body in [
+        ("PATCH", f"/api/v1/messages/{message_id}", {"body": "mine now"}),
+        ("DELETE", f"/api/v1/messages/{message_id}", None),
+        ("PUT", f"/api/v1/messages/{message_id}/reactions/%F0%9F%91%8D", None),
+        ("DELETE", f"/api/v1/messages/{message_id}/reactions/%F0%9F%91%8D", None),
+        ("GET", f"/api/v1/messages/{message_id}/edits", None),
+    ]:
+        response = await bob.open(path, method=method, json=body, headers=bob_h)
+        assert response.status_code == 404, (method, path, response.status_code)
+    async with connect(bob) as ws:
+        for kind, fields in [
+            ("sync", {"after": 0}), ("send", {"body": "x", "nonce": "n"}), ("typing", {}),
+            ("read", {"seq": 1}), ("viewing", {}), ("edit", {"id": message_id, "body": "y"}),
+            ("delete", {"id": message_id}), ("react", {"id": message_id, "emoji": "👍",
+                                                      "on": True}),
+        ]:
+            reply = await ws.request(kind, "error", room=private, **fields)
+            assert reply["code"] == "not_found", (kind, reply)
     for slug in (private,):  # DMs: chat.room_for treats every kind but public alike
         for method, path, body in [
             ("GET", f"/api/v1/rooms/{slug}/messages", None),
