@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+from .limits import Limits, MemoryLimits
 from .passwords import Passwords
 from .storage import Storage, User, UsernameTaken
 from .storage.models import utcnow
@@ -18,6 +21,8 @@ FAILURE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_USER = 5
 MAX_FAILURES_PER_ADDRESS = 20
 SESSION_IDLE = timedelta(days=14)
+TOO_MANY_FAILURES = "Too many failed logins. Try again later."
+ATTEMPT_WAIT = 30.0  # seconds a login may wait for attempts in flight to finish
 SESSION_TOUCH_EVERY = timedelta(minutes=1)
 
 
@@ -53,9 +58,13 @@ def check_password(password: str) -> str:
 
 
 class Accounts:
-    def __init__(self, storage: Storage, passwords: Passwords) -> None:
+    def __init__(
+        self, storage: Storage, passwords: Passwords, limits: Limits | None = None
+    ) -> None:
         self.storage = storage
         self.passwords = passwords
+        # Attempts in flight, across every worker and host (see ``authenticate``).
+        self.limits = limits if limits is not None else MemoryLimits()
 
     async def register(self, username: str, password: str, *, admin: bool = False) -> User:
         check_username(username)
@@ -71,27 +80,71 @@ class Accounts:
     async def authenticate(self, username: str, password: str, address: str) -> User:
         """Return the user, or raise 401 (wrong) or 429 (too many failures)."""
         keys = [f"user:{username.casefold()}", f"addr:{address}"]
-        await self._check_throttle(keys)
+        attempt = secrets.token_hex(8)
+        await self._hold_a_try(keys, attempt)
+        try:
+            user = await self._verify(username, password, keys)
+        finally:
+            await self._give_back(keys, attempt)
+        if self.passwords.needs_rehash(user.password_hash):
+            await self.storage.set_password_hash(user.id, await self.passwords.hash(password))
+        return user
+
+    async def _verify(self, username: str, password: str, keys: list[str]) -> User:
         user = await self.storage.user_by_name(username) if len(username) <= 64 else None
         ok = await self.passwords.verify(user.password_hash if user else None, password[:1024])
         if user is None or not ok:
             await self.storage.record_login_failure(keys)
             raise AccountError("Invalid username or password", status=401)
-        if self.passwords.needs_rehash(user.password_hash):
-            await self.storage.set_password_hash(user.id, await self.passwords.hash(password))
         return user
 
-    async def _check_throttle(self, keys: list[str]) -> None:
+    async def _hold_a_try(self, keys: list[str], attempt: str) -> None:
+        """Hold one of the tries left for every key, waiting while others use them.
+
+        Failures are recorded after the slow password check, so a burst of attempts
+        would all pass a check of the recorded ones: attempts in flight (on any
+        worker or host) count too. One that finds no try free waits for the others'
+        outcome rather than failing, so successful logins are never refused.
+
+        An attempt records its failure before it gives its try back, so reading the
+        failures again once the tries are held sees every attempt that finished in
+        between; if that changed the count, start over.
+        """
+        deadline = time.monotonic() + ATTEMPT_WAIT
+        while True:
+            left = await self._check_throttle(keys)
+            held = []
+            for key, tries in zip(keys, left, strict=True):
+                if not await self.limits.open_slot(f"login:{key}", attempt, tries):
+                    break
+                held.append(key)
+            else:
+                try:
+                    if await self._check_throttle(keys) == left:
+                        return
+                except BaseException:
+                    await self._give_back(held, attempt)
+                    raise
+            await self._give_back(held, attempt)
+            if time.monotonic() > deadline:
+                raise AccountError(TOO_MANY_FAILURES, status=429, retry_after=1)
+            await asyncio.sleep(0.05)
+
+    async def _give_back(self, keys: list[str], attempt: str) -> None:
+        for key in keys:
+            await self.limits.close_slot(f"login:{key}", attempt)
+
+    async def _check_throttle(self, keys: list[str]) -> list[int]:
+        """Raise 429 when a key has no tries left in the window; else the tries left."""
         now = utcnow()
+        left = []
         for key, limit in zip(keys, (MAX_FAILURES_PER_USER, MAX_FAILURES_PER_ADDRESS), strict=True):
             count, oldest = await self.storage.login_failures(key, now - FAILURE_WINDOW)
             if count >= limit and oldest is not None:
                 wait = (oldest + FAILURE_WINDOW - now).total_seconds()
-                raise AccountError(
-                    "Too many failed logins. Try again later.",
-                    status=429,
-                    retry_after=max(1, int(wait) + 1),
-                )
+                raise AccountError(TOO_MANY_FAILURES, status=429, retry_after=max(1, int(wait) + 1))
+            left.append(limit - count)
+        return left
 
     async def start_session(self, user: User) -> Login:
         token = secrets.token_urlsafe(32)

@@ -62,7 +62,7 @@ def init_app(app: Quart) -> None:
         transport=transport,
         hub=hub,
         presence=Presence(hub, config["CHATAPP_PRESENCE_GRACE_SECONDS"]),
-        accounts=Accounts(storage, Passwords()),
+        accounts=Accounts(storage, Passwords(), limits),
         chat=Chat(storage, hub, limits),
         limits=limits,
         metrics=metrics,

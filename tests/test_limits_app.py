@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,9 @@ import chatapp.chat
 from chatapp import create_app
 from chatapp.config import ConfigError, Rate, load
 from chatapp.limits import MemoryLimits
+from chatapp.storage.models import utcnow
 
-from .conftest import AuthActions
+from .conftest import PASSWORD, AuthActions
 from .conftest import test_config as make_config
 from .hashing import cheap_passwords
 
@@ -103,3 +106,40 @@ def test_max_connections_per_user_setting(tmp_path: Path) -> None:
     for bad in ("0", "-1", "many", "2.5"):
         with pytest.raises(ConfigError, match="CHATAPP_MAX_CONNECTIONS_PER_USER"):
             load(base | {"CHATAPP_MAX_CONNECTIONS_PER_USER": bad})
+
+
+@both_backends
+async def test_parallel_wrong_logins_get_no_more_than_five_tries(app: Quart) -> None:
+    """Failures are checked before the (slow) password check and recorded after it:
+    attempts in flight count too, so a burst cannot slip past the limit."""
+    auth = AuthActions(app)
+    await auth.user("alice")
+    clients = [auth.new_client() for _ in range(12)]
+    tokens = [await auth.csrf(client, "/login") for client in clients]
+
+    async def attempt(client: Any, token: str) -> int:
+        response = await client.post(
+            "/login", form={"username": "alice", "password": "wrong password",
+                            "csrf_token": token},
+            scope_base={"client": ("10.7.7.7", 40000)})
+        return int(response.status_code)
+
+    statuses = await asyncio.gather(*(attempt(c, t) for c, t in zip(clients, tokens, strict=True)))
+    assert sorted(statuses) == [401] * 5 + [429] * 7
+    storage = app.extensions["chatapp"].storage
+    count, _ = await storage.login_failures("user:alice", utcnow() - timedelta(minutes=15))
+    assert count == 5
+
+
+@both_backends
+async def test_a_burst_of_right_logins_from_one_address_all_succeed(app: Quart) -> None:
+    auth = AuthActions(app)
+    await auth.user("alice")
+    clients = [auth.new_client() for _ in range(25)]
+    tokens = [await auth.csrf(client, "/login") for client in clients]
+    responses = await asyncio.gather(*(
+        client.post("/login", form={"username": "alice", "password": PASSWORD,
+                                    "csrf_token": token},
+                    scope_base={"client": ("10.8.8.8", 40000)})
+        for client, token in zip(clients, tokens, strict=True)))
+    assert [r.status_code for r in responses] == [303] * 25
