@@ -15,7 +15,9 @@ class IdleSweeper:
 
     One timer for the whole process, sweeping every tenth of the timeout (between
     50 ms and 5 s): a frame just notes the time, and an idle connection holds no
-    timer of its own.
+    timer of its own. Any frame counts (SPEC §6): the app's own (``last_frame_at``)
+    and, through the server's wire (``heard_at``), protocol pings and pongs, which
+    Hypercorn answers without the app seeing them.
     """
 
     def __init__(self, timeout: float, connections: Iterable[Any]) -> None:
@@ -37,6 +39,8 @@ class IdleSweeper:
     def _sweep(self) -> None:
         now = time.monotonic()
         for conn in list(self._connections):
-            if now - conn.last_frame_at >= self.timeout:
+            if now - conn.last_frame_at >= self.timeout and (
+                now - getattr(conn.outbox.wire, "heard_at", 0.0) >= self.timeout
+            ):
                 conn.outbox.close(CLOSE_GOING_AWAY, "no frame within the idle timeout")
         self._timer = asyncio.get_running_loop().call_later(self._period, self._sweep)

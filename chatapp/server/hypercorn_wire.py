@@ -29,10 +29,12 @@ there is no wire and the app uses the ASGI ``receive``/``send`` as usual.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from functools import partial
 from typing import Any
 
+from hypercorn.protocol.events import Data
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from wsproto import ConnectionState
 from wsproto.extensions import PerMessageDeflate
@@ -50,7 +52,7 @@ class DirectWire:
     """One accepted websocket's direct writes and claimed inbox."""
 
     __slots__ = ("_stream", "_transport", "_send_lock", "framed", "deflate_bits", "claimed",
-                 "_passed_to_app", "_inbox")
+                 "_passed_to_app", "_inbox", "heard_at")
 
     def __init__(self, stream: WiredWSStream, transport: Any, send_lock: Any) -> None:
         self._stream = stream
@@ -67,6 +69,10 @@ class DirectWire:
         self.claimed = False
         self._passed_to_app = False
         self._inbox = Mailbox(INBOX_LIMIT)
+        # When bytes last came from the client (``time.monotonic``), frames that never
+        # reach the app included: Hypercorn answers protocol pings itself, and a pong
+        # or a ping is as good a sign of life as a message (read by ``IdleSweeper``).
+        self.heard_at = time.monotonic()
 
     # out
     def writable(self) -> bool:
@@ -165,6 +171,12 @@ class WiredWSStream(WSStream):
     @app_put.setter
     def app_put(self, put: Any) -> None:
         self._asgi_put = put
+
+    async def handle(self, event: Any) -> None:
+        wire = self.wire
+        if wire is not None and isinstance(event, Data):
+            wire.heard_at = time.monotonic()
+        await super().handle(event)
 
     async def _route(self, message: dict[str, Any]) -> None:
         wire = self.wire
