@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -108,7 +109,9 @@ def serve_command(bind: str | None, config_path: str | None) -> None:
     config.application_path = "chatapp.asgi:app"
     if bind:
         config.bind = [bind]
-    click.echo(f"chatapp serving on http://{config.bind[0]} (Ctrl+C to stop)")
+    if os.environ.get("CHATAPP_LOG_FORMAT", "text").strip().lower() != "json":
+        # JSON logs stay one object per line; Hypercorn's "Running on" line says it there.
+        click.echo(f"chatapp serving on http://{config.bind[0]} (Ctrl+C to stop)")
     sys.exit(run(config))
 
 

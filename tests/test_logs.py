@@ -6,7 +6,10 @@ import http.client
 import io
 import json
 import logging
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -172,3 +175,31 @@ def test_a_bad_level_stops_the_server_with_a_clear_message(tmp_path: Path) -> No
         server.start()
     message = "CHATAPP_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
     assert message in server.output()
+
+
+def test_chatapp_serve_in_json_mode_writes_only_json(tmp_path: Path) -> None:
+    server = Server(tmp_path, server_env(tmp_path, CHATAPP_LOG_FORMAT="json"))
+    output = tmp_path / "serve.log"
+    with open(output, "wb") as sink:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "chatapp"), "serve",
+             "--bind", f"127.0.0.1:{server.port}"],
+            cwd=tmp_path, env=server.env(), stdout=sink, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while not listening(server) or Browser(server.base).request("/healthz")[0] != 200:
+            assert process.poll() is None, output.read_text()
+            assert time.monotonic() < deadline, output.read_text()
+            time.sleep(0.1)
+    finally:
+        process.terminate()
+        process.wait(20)
+    lines = output.read_text().splitlines()
+    assert any("Running on" in json.loads(line)["message"] for line in lines)
+    assert all(json.loads(line)["level"] for line in lines)
+
+
+def listening(server: Server) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", server.port)) == 0
