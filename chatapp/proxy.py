@@ -1,11 +1,11 @@
-"""The front door: who is really asking (trusted proxies) and which host was asked for.
+"""Who is really asking (trusted proxies) and which host was asked for (allowed hosts).
 
 Both run in ``chatapp.front`` ahead of the whole app, ``/ws`` included:
 
 - ``forwarded`` (``CHATAPP_TRUSTED_PROXIES=N``, N > 0): the client address is
   the Nth address from the right of ``X-Forwarded-For`` (each proxy appends the
   address it saw, so the Nth from the right was written by the outermost trusted
-  one) and ``X-Forwarded-Proto`` sets the scheme. With N = 0 it is not installed and
+  one) and ``X-Forwarded-Proto`` sets the scheme. With N = 0 it is never called and
   both headers are ignored. ``X-Forwarded-Host`` is never read: a proxy that does not
   set it passes the client's value on, and the host check must see the real ``Host``.
 - ``AllowedHosts`` (``CHATAPP_ALLOWED_HOSTS``): any other ``Host`` gets 400 before
