@@ -502,9 +502,9 @@ async function loadLatest(room, knownLastSeq = 0) {
   // The page shows each message as it is now; events after its newest message are
   // replayed over it (edits, reactions and deletes are idempotent).
   applyingLive = false;
-  room.stream.messages.clear();
-  room.timeline.reset(messages, Boolean(data.has_more));
-  room.stream.reset(messages, messages.length ? knownLastSeq : Math.max(room.lastSeq, knownLastSeq));
+  room.stream.reset(messages, messages.length ? knownLastSeq : Math.max(room.lastSeq, knownLastSeq), {
+    render: () => room.timeline.reset(messages, Boolean(data.has_more)),
+  });
   // Close the window between the page snapshot and the live stream.
   requestSync(room);
   if (isCurrent) {

@@ -60,13 +60,14 @@ export class RoomStream {
 
   /**
    * Replace the window with a freshly loaded latest page whose newest event is
-   * `lastSeq` (the room's `last_seq` when the page was read), then apply what
-   * arrived meanwhile.
+   * `lastSeq` (the room's `last_seq` when the page was read), call `render` (the page
+   * can be drawn and quotes looked up), then apply what arrived meanwhile.
    */
-  reset(messages, lastSeq) {
+  reset(messages, lastSeq, { render = () => {} } = {}) {
     this.messages = new Map(messages.map((m) => [m.id, m]));
     this.lastSeq = Math.max(lastSeq, ...messages.map((m) => m.seq), 0);
     this.loading = false;
+    render(); // show the page before the events that follow it are applied
     this.drain();
   }
 
