@@ -1,5 +1,6 @@
 """Drive chatapp over its public contract (SPEC §3, §5): register, log in, create rooms,
-read history; seed a large history straight into a fresh SQLite file (s5)."""
+read history; seed a large history straight into a fresh SQLite file (s5), and many
+users with sessions through chatapp's storage interface (s2u, s3u)."""
 
 from __future__ import annotations
 
@@ -179,3 +180,39 @@ def seed_sqlite(db: Path, rooms: dict[str, int], author: str) -> dict[str, tuple
     con.execute("ANALYZE")
     con.close()
     return out
+
+
+# --------------------------------------------------------------------------
+# s2u/s3u: many users, one per connection, seeded through chatapp's own storage
+# interface (the running server shares the SQLite file) with a signed session cookie
+# each, as a login would make: no argon2 per user.
+async def seed_sessions(db: str, secret_key: str, n: int, prefix: str) -> list[str]:
+    import secrets
+
+    from chatapp import create_app
+    from chatapp.accounts import token_hash
+    from chatapp.storage import open_storage
+
+    url = f"sqlite:///{db}"
+    app = create_app({"CHATAPP_SECRET_KEY": secret_key, "CHATAPP_DATABASE_URL": url,
+                      "CHATAPP_INSTANCE_PATH": str(Path(db).parent / "instance")})
+    signer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+    name = app.config["SESSION_COOKIE_NAME"]
+    storage = open_storage(url)
+    await storage.connect()
+    cookies: list[str] = []
+    try:
+        # Never used to log in: connections arrive with a session already.
+        unusable_hash = "$argon2id$v=19$m=65536,t=3,p=4$bm90LWEtaGFzaA$bm90LWEtaGFzaA"
+
+        async def one(i: int) -> str:
+            user = await storage.create_user(f"{prefix}{i:05d}", unusable_hash)
+            token = secrets.token_urlsafe(32)
+            await storage.create_session(token_hash(token), user.id)
+            return f"{name}={signer.dumps({'sid': token, 'csrf': secrets.token_urlsafe(8)})}"
+
+        for start in range(0, n, 500):  # the writer groups each chunk's commits
+            cookies += await asyncio.gather(*(one(i) for i in range(start, min(n, start + 500))))
+    finally:
+        await storage.close()
+    return cookies

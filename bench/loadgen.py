@@ -38,12 +38,21 @@ except ImportError:  # pragma: no cover
 
 from websockets.client import ClientProtocol
 from websockets.datastructures import Headers
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Opcode
 from websockets.http11 import Response
 from websockets.typing import Origin
 from websockets.uri import parse_uri
 
 BODY_PAD = "x" * 64  # bodies are ~100 bytes, a typical chat line
+# Set by the runner for a whole variant: clients offer permessage-deflate as Chromium
+# does (``permessage-deflate; client_max_window_bits``); the server decides.
+OFFER_DEFLATE = False
+
+
+def chromium_offer() -> list[ClientPerMessageDeflateFactory]:
+    """Chromium's offer: permessage-deflate with client_max_window_bits, nothing else."""
+    return [ClientPerMessageDeflateFactory(client_max_window_bits=True)]
 
 
 def raise_nofile(want: int = 65536) -> int:
@@ -97,6 +106,9 @@ class Stats:
     wake: asyncio.Event | None = None
     ack_lat: list[int] = field(default_factory=list)  # send -> ack (s4)
     close_codes: dict[str, int] = field(default_factory=dict)  # server closes, by code
+    offer_deflate: bool = field(default_factory=lambda: OFFER_DEFLATE)
+    # handshakes by what was negotiated ("permessage-deflate" or "none")
+    negotiated: dict[str, int] = field(default_factory=dict)
 
     def body(self) -> str:
         return f"b:{self.run_id}:{time.monotonic_ns()}:{BODY_PAD}"
@@ -120,7 +132,8 @@ class Client(asyncio.Protocol):
         self.kind = proto
         self.record = record
         self.ws = ClientProtocol(
-            parse_uri(url), origin=Origin(origin) if origin else None, max_size=None
+            parse_uri(url), origin=Origin(origin) if origin else None, max_size=None,
+            extensions=chromium_offer() if stats.offer_deflate else None,
         )
         self.cookie = cookie
         self.transport: asyncio.Transport | None = None
@@ -151,6 +164,9 @@ class Client(asyncio.Protocol):
             if isinstance(ev, Response):
                 if ws.handshake_exc is not None and not self.ready.done():
                     self.ready.set_exception(ws.handshake_exc)
+                else:
+                    got = ",".join(e.name for e in ws.extensions) or "none"
+                    self.stats.negotiated[got] = self.stats.negotiated.get(got, 0) + 1
                 continue
             op = ev.opcode
             if op is Opcode.TEXT or op is Opcode.CONT:
