@@ -14,6 +14,7 @@ permessage-deflate, close frames for 1007/1009), ``shutdown`` (1001 on SIGTERM) 
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Awaitable
 from typing import Any, Protocol, runtime_checkable
@@ -79,15 +80,20 @@ def install(compression: bool = False) -> dict[str, bool]:
             + "; ".join(problems["guard"])
             + f" (tested with {compat.TESTED})"
         )
-    from . import hypercorn_wire, shutdown, wsguard
+    from . import wsguard
 
     wsguard.install(compression)
     installed = {"guard": True, "wire": False, "shutdown": False}
-    for part, module in (("wire", hypercorn_wire), ("shutdown", shutdown)):
+    for part in ("wire", "shutdown"):
         if problems[part]:
             log.warning("Hypercorn %s not installed, plain ASGI instead: %s (tested with %s)",
                         part, "; ".join(problems[part]), compat.TESTED)
-        else:
-            module.install()
-            installed[part] = True
+            continue
+        # Imported only now: a module whose shapes are gone may not even import.
+        module = importlib.import_module(f"{__name__}.{_MODULES[part]}")
+        module.install()
+        installed[part] = True
     return installed
+
+
+_MODULES = {"wire": "hypercorn_wire", "shutdown": "shutdown"}
