@@ -33,16 +33,20 @@ def message_json(message: Message) -> str:
     return _encoder.encode(message.to_json())
 
 
-def _room_header(kind: str, room: str, seq: int) -> str:
-    """How every room event begins, whatever its kind: ``room_event_seq`` reads it."""
-    return f'{{"type":{_encoder.encode(kind)},"room":{_encoder.encode(room)},"seq":{seq}'
+def _room_header(kind_json: str, room: str, seq: int) -> str:
+    """How every room event begins, whatever its kind (``kind_json``: the kind as a JSON
+    string): ``room_event_seq`` reads it."""
+    return f'{{"type":{kind_json},"room":{_encoder.encode(room)},"seq":{seq}'
+
+
+_MESSAGE_KIND = _encoder.encode("message")
 
 
 def room_event(event: RoomEvent) -> str:
     """A room event of any kind (SPEC §9), encoded once for every recipient."""
     fields = _encoder.encode(event.fields)
     rest = "}" if fields == "{}" else "," + fields[1:]
-    return _room_header(event.kind, event.room, event.seq) + rest
+    return _room_header(_encoder.encode(event.kind), event.room, event.seq) + rest
 
 
 def message_event(message: Message, body: str | None = None) -> str:
@@ -50,7 +54,7 @@ def message_event(message: Message, body: str | None = None) -> str:
     is ``message_json(message)`` when already encoded."""
     if body is None:
         body = message_json(message)
-    return f'{_room_header("message", message.room, message.seq)},"message":{body}}}'
+    return f'{_room_header(_MESSAGE_KIND, message.room, message.seq)},"message":{body}}}'
 
 
 def done_event(ref: str | None, event: RoomEvent | None) -> str:
@@ -76,8 +80,8 @@ def is_sheddable(payload: str) -> bool:
 
 
 ROOM_PREFIX = "room:"
-_ROOM_MARK = ',"room":"'
 _SEQ_MARK = ',"seq":'
+_HEADER_MAX = 320  # a header's length at most: the longest type and slug, and a seq
 
 
 def room_channel(slug: str) -> str:
@@ -89,19 +93,15 @@ def room_event_seq(payload: str) -> int | None:
     event starts with (``_room_header``) without decoding the rest; None for the other
     events a room channel carries (typing, viewing), which have no seq.
 
-    A slug holds no quote or backslash, so the room's closing quote is the first one.
+    Nothing before the header's seq can look like it: the type and the slug hold no
+    quote, and the header comes first.
     """
-    room = payload.find(_ROOM_MARK, 0, 64)
-    if room < 0:
+    start = payload.find(_SEQ_MARK, 0, _HEADER_MAX)
+    if start < 0:
         return None
-    seq = payload.index('"', room + len(_ROOM_MARK)) + 1
-    if not payload.startswith(_SEQ_MARK, seq):
-        return None
-    start = seq + len(_SEQ_MARK)
-    end = start
-    while payload[end].isdigit():
-        end += 1
-    return int(payload[start:end])
+    start += len(_SEQ_MARK)
+    end = payload.find(",", start)
+    return int(payload[start:end if end > 0 else payload.index("}", start)])
 
 
 def user_channel(user_id: int) -> str:

@@ -94,7 +94,7 @@ class Message:
             "edited_at": self.edited_at,
             "reply_to": self.reply_to,
             "mentions": [],
-            "reactions": [reaction.to_json() for reaction in self.reactions],
+            "reactions": [r.to_json() for r in self.reactions] if self.reactions else [],
             "attachments": [],
             "bot": False,
         }

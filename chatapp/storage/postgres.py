@@ -537,16 +537,16 @@ class PostgresStorage(Storage):
         # Without ``after`` the reader wants the newest page: walk back, then flip.
         order = "ASC" if after is not None and before is None else "DESC"
         params.append(limit + 1)
-        rows = await self._all(
-            f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE {where}"
-            f" ORDER BY m.id {order} LIMIT ${len(params)}",
-            *params,
-        )
-        has_more = len(rows) > limit
-        page = [_message(row) for row in rows[:limit]]
-        if order == "DESC":
-            page.reverse()
         async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE {where}"
+                f" ORDER BY m.id {order} LIMIT ${len(params)}",
+                *params,
+            )
+            has_more = len(rows) > limit
+            page = [_message(row) for row in rows[:limit]]
+            if order == "DESC":
+                page.reverse()
             return MessagePage(await with_reactions(conn, page), has_more)
 
     async def events_after(self, room_id: int, seq: int, limit: int) -> list[RoomEvent]:
