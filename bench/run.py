@@ -415,11 +415,17 @@ async def fanout(
             tot = d["srv"] + d["extra"]
             res["deliveries_per_cpu_s_incl_redis"] = round(d["delivered"] / tot) if tot else None
         if m1:
-            res["metrics_delta"] = {
+            res["metrics_delta"] = delta = {
                 k: m1[k] - m0.get(k, 0.0)
                 for k in m1
-                if any(w in k for w in ("deliver", "message", "event")) and m1[k] != m0.get(k, 0.0)
+                if any(w in k for w in ("deliver", "message", "event", "frame"))
+                and m1[k] != m0.get(k, 0.0)
             }
+            # How much went through the direct path (chatapp_frames_direct_total).
+            sent_frames = delta.get("chatapp_frames_sent_total")
+            if sent_frames:
+                res["direct_frames_share"] = round(
+                    delta.get("chatapp_frames_direct_total", 0.0) / sent_frames, 3)
         lg.close_all(conns)
         await asyncio.sleep(0.3)
         return res
@@ -917,6 +923,8 @@ def write_markdown(res: dict, path: Path) -> None:
                 continue
             la = r["latency_ms"]
             negotiated = ", ".join(f"{k} {v}" for k, v in (r.get("negotiated") or {}).items())
+            if r.get("direct_frames_share") is not None:
+                negotiated += f"; {r['direct_frames_share']:.0%} of frames direct"
             lines.append(
                 f"| {name} | {_f(r['deliveries_per_s'])} | {_f(r['deliveries_per_cpu_s'])} "
                 f"| {_f(r['server_cpu_util'], 2)} | {_f(r['events_per_frame'], 2)} "
