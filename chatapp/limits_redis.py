@@ -163,34 +163,35 @@ class RedisLimits(Limits):
             self._down, self._down_until = False, 0.0
         return result
 
+    # Each ``ask`` runs only while connected (``_call`` checks), before or after that
+    # the fallback answers.
+
     async def hit(self, key: str, rate: Rate) -> float | None:
-        script, member = self._scripts["hit"], next(self._members)
+        member = next(self._members)
         micros = max(1, round(rate.seconds * 1_000_000))
 
         async def ask() -> float | None:
-            wait = await script(keys=[self.prefix + "limit:" + key],
-                                args=[rate.count, micros, member])
+            wait = await self._scripts["hit"](keys=[self.prefix + "limit:" + key],
+                                              args=[rate.count, micros, member])
             return None if int(wait) == 0 else int(wait) / 1_000_000
 
         return await self._call(ask, lambda: self.fallback.hit_now(key, rate))
 
     async def once(self, key: str, seconds: float) -> bool:
-        assert self._redis is not None
-        redis = self._redis
         millis = max(1, round(seconds * 1000))
 
         async def ask() -> bool:
-            return bool(await redis.set(self.prefix + "once:" + key, 1, px=millis, nx=True))
+            assert self._redis is not None
+            return bool(await self._redis.set(self.prefix + "once:" + key, 1, px=millis, nx=True))
 
         return await self._call(ask, lambda: self.fallback.once_now(key, seconds))
 
     async def open_slot(self, key: str, slot: str, maximum: int) -> bool:
-        script = self._scripts["open"]
         held = self._held.get(key, set())
 
         async def ask() -> bool:
-            return bool(await script(keys=[self.prefix + "slots:" + key],
-                                     args=[slot, maximum, self._ttl_ms]))
+            return bool(await self._scripts["open"](
+                keys=[self.prefix + "slots:" + key], args=[slot, maximum, self._ttl_ms]))
 
         # Unreachable: only this process's own slots can be counted.
         if await self._call(ask, lambda: slot in held or len(held) < maximum):
@@ -205,11 +206,10 @@ class RedisLimits(Limits):
         held.discard(slot)
         if not held:
             del self._held[key]
-        assert self._redis is not None
-        redis = self._redis
 
         async def ask() -> None:
-            await redis.zrem(self.prefix + "slots:" + key, slot)
+            assert self._redis is not None
+            await self._redis.zrem(self.prefix + "slots:" + key, slot)
 
         # Not reachable: the slot is no longer refreshed and expires within the TTL.
         await self._call(ask, lambda: None)

@@ -227,3 +227,14 @@ async def test_unreachable_redis_fails_open_to_a_local_limit(
         assert len(warnings) == 1  # logged once per outage, not per call
     finally:
         await store.close()
+
+
+async def test_redis_store_answers_locally_before_connect_and_after_close(prefix: str) -> None:
+    store = RedisLimits(redis_url(prefix))
+    assert await store.hit("send:1", Rate(1, 60)) is None  # not connected yet
+    assert await store.once("typing:1:1", 60) is True
+    await store.connect()
+    assert await store.open_slot("ws:1", "a", 1)
+    await store.close()
+    await store.close_slot("ws:1", "a")  # a connection that ends after shutdown
+    assert await store.hit("send:1", Rate(1, 60)) is not None
