@@ -261,3 +261,38 @@ async def test_room_creation_is_limited_per_user_across_processes(start: StartSe
         assert 1 <= int(headers["retry-after"]) <= 600
     bob = logged_in(servers[-1], "bob")
     assert post(bob, "/api/v1/rooms", {"name": "bobs", "kind": "public"})[0] == 201
+
+
+# Redis going away ----------------------------------------------------------------------
+
+async def test_limits_fail_open_per_process_while_redis_is_away(tmp_path: Path) -> None:
+    from .test_scaleout import PrivateRedis
+
+    redis = PrivateRedis(tmp_path / "redis").start()
+    env = {"CHATAPP_DATABASE_URL": f"sqlite:///{tmp_path / 'shared.db'}",
+           "CHATAPP_BROKER_URL": redis.url, "CHATAPP_MAX_CONNECTIONS_PER_USER": "2",
+           "CHATAPP_SEND_RATE": "3/60"}
+    server = Server(tmp_path / "a", env).start()
+    try:
+        alice = logged_in(server)
+        redis.kill()
+        # Every limit still answers, from this process's own counts; nothing is a 500.
+        status, headers, _ = post(alice, "/api/v1/rooms", {"name": "outage", "kind": "public"})
+        assert status == 201
+        first = await Socket.open(server, alice)
+        second = await Socket.open(server, alice)
+        assert await refused_status(server, alice) == 429
+        for i in range(4):
+            await first.ws.send(json.dumps({"type": "send", "room": "general",
+                                            "body": f"m{i}", "nonce": f"n{i}"}))
+        await first.ws.send(json.dumps({"type": "ping"}))
+        await first.wait_for("pong")  # every send before it is answered
+        [error] = first.of_type("error")
+        assert error["code"] == "rate_limited" and error["nonce"] == "n3"
+        assert sorted(a["nonce"] for a in first.of_type("ack")) == ["n0", "n1", "n2"]
+        assert "Redis unreachable for limits" in server.output()
+        for socket in (first, second):
+            await socket.close()
+    finally:
+        server.kill()
+        redis.kill()
