@@ -178,8 +178,7 @@ async def test_a_crashed_process_slots_expire_and_a_live_one_keeps_its_own(prefi
         assert await crashed.open_slot("ws:1", "dead", 2)
         assert await alive.open_slot("ws:1", "live", 2)
         assert await other.open_slot("ws:1", "x", 2) is False
-        assert crashed._task is not None
-        crashed._task.cancel()  # no more heartbeats, no goodbye
+        crashed._tasks[0].cancel()  # no more heartbeats, no goodbye
         for _ in range(100):  # until the TTL passes, however slow the machine
             if await other.open_slot("ws:1", "x", 2):
                 break
@@ -238,3 +237,24 @@ async def test_redis_store_answers_locally_before_connect_and_after_close(prefix
     await store.close()
     await store.close_slot("ws:1", "a")  # a connection that ends after shutdown
     assert await store.hit("send:1", Rate(1, 60)) is not None
+
+
+async def test_batched_hits_survive_a_redis_that_forgot_its_scripts(tmp_path: Any) -> None:
+    from .test_scaleout import PrivateRedis
+
+    redis = PrivateRedis(tmp_path / "redis").start()
+    store = RedisLimits(redis.url)
+    await store.connect()
+    client = aioredis.Redis.from_url(redis.url)
+    try:
+        rate = Rate(30, 60)
+        first = await asyncio.gather(*(store.hit("send:1", rate) for _ in range(20)))
+        await client.script_flush()  # as after a Redis restart
+        second = await asyncio.gather(*(store.hit("send:1", rate) for _ in range(20)))
+        assert sum(r is None for r in first + second) == 30
+        assert store.available  # answered by Redis, not by the fallback
+        assert len(await client.zrange("chatapp:0:limit:send:1", 0, -1)) == 30
+    finally:
+        await client.aclose()
+        await store.close()
+        redis.kill()
