@@ -111,7 +111,8 @@ def serve_command(bind: str | None, config_path: str | None) -> None:
         config.bind = [bind]
     if os.environ.get("CHATAPP_LOG_FORMAT", "text").strip().lower() != "json":
         # JSON logs stay one object per line; Hypercorn's "Running on" line says it there.
-        click.echo(f"chatapp serving on http://{config.bind[0]} (Ctrl+C to stop)")
+        click.echo(f"chatapp serving on http://{config.bind[0]} with {config_path} "
+                   "(Ctrl+C to stop)")
     sys.exit(run(config))
 
 

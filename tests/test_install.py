@@ -192,6 +192,7 @@ def test_serve_from_an_empty_directory(installed, tmp_path):
     assert (site / "instance" / "secret_key").is_file()
     assert (site / "instance" / "chatapp.db").is_file()
     # The packaged hypercorn.toml was used: it turns the access log on.
+    assert f"with {(installed.assets / 'hypercorn.toml').resolve()} " in log.read_text()
     assert re.search(r'"GET /login[^"]*" 200', log.read_text()), log.read_text()
 
 
@@ -203,8 +204,9 @@ def test_serve_uses_a_hypercorn_toml_in_the_working_directory(installed, tmp_pat
     (site / "hypercorn.toml").write_text(
         re.sub(r"(?m)^bind = .*$", f'bind = ["127.0.0.1:{port}"]', text)
     )
-    with serving(installed, site, port=port):  # no --bind: the local file's bind
+    with serving(installed, site, port=port) as log:  # no --bind: the local file's
         assert get(f"http://127.0.0.1:{port}/login")[0] == 200
+    assert f"serving on http://127.0.0.1:{port} with hypercorn.toml " in log.read_text()
     assert (site / "instance").is_dir()
 
 
