@@ -17,18 +17,18 @@ import subprocess
 import sys
 import sysconfig
 import time
+import tomllib
 import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
 
 from .servers import free_port
-
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ["chatapp", "templates", "static", "hypercorn.toml", "pyproject.toml", "setup.py",
@@ -99,6 +99,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Install:
     return Install(venv, wheel, Path(site_packages))
 
 
+@pytest.mark.slow
 def test_wheel_carries_templates_static_and_hypercorn_toml(installed):
     names = set(zipfile.ZipFile(installed.wheel).namelist())
     for folder in ("templates", "static"):
@@ -110,6 +111,7 @@ def test_wheel_carries_templates_static_and_hypercorn_toml(installed):
     assert "chatapp/cli.py" in names
 
 
+@pytest.mark.slow
 def test_installed_copy_is_the_one_that_runs(installed, tmp_path):
     result = subprocess.run(
         [installed.python, "-c", "import chatapp; print(chatapp.__file__); "
@@ -123,6 +125,7 @@ def test_installed_copy_is_the_one_that_runs(installed, tmp_path):
     assert (Path(templates) / "login.html").is_file()
 
 
+@pytest.mark.slow
 def test_version_of_the_installed_command(installed, tmp_path):
     from importlib.metadata import version
 
@@ -174,6 +177,7 @@ def serving(installed: Install, cwd: Path, *args: str, port: int) -> Iterator[Pa
             process.wait(10)
 
 
+@pytest.mark.slow
 def test_serve_from_an_empty_directory(installed, tmp_path):
     site = tmp_path / "site"
     site.mkdir()
@@ -196,6 +200,7 @@ def test_serve_from_an_empty_directory(installed, tmp_path):
     assert re.search(r'"GET /login[^"]*" 200', log.read_text()), log.read_text()
 
 
+@pytest.mark.slow
 def test_serve_uses_a_hypercorn_toml_in_the_working_directory(installed, tmp_path):
     site = tmp_path / "site"
     site.mkdir()
@@ -231,3 +236,29 @@ def test_systemd_unit_verifies_and_runs_chatapp_serve(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", result.stderr
+
+
+def test_every_package_chatapp_imports_is_declared():
+    """A fresh install gets what chatapp imports, not only what happens to come along."""
+    import ast
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {Requirement(spec).name.lower().replace("_", "-")
+                for spec in project["dependencies"]}
+    imported: set[str] = set()
+    for file in (ROOT / "chatapp").rglob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text(), str(file))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"chatapp"}
+    owners = packages_distributions()
+    missing = {}
+    for module in sorted(third_party):
+        distributions = {d.lower().replace("_", "-") for d in owners.get(module, [module])}
+        if not distributions & declared:
+            missing[module] = sorted(distributions)
+    assert not missing, f"imported but not in [project] dependencies: {missing}"
