@@ -31,7 +31,12 @@ def init_db_command() -> None:
         await storage.connect()
         await storage.close()
 
-    asyncio.run(run())
+    from .storage import StorageError
+
+    try:
+        asyncio.run(run())
+    except StorageError as error:  # e.g. a schema newer than this release knows
+        raise click.ClickException(str(error)) from None
     click.echo(f"Database ready: {app.config['CHATAPP_DATABASE_URL']}")
 
 

@@ -94,6 +94,18 @@ def test_init_db_twice_is_harmless(env, tmp_path):
         assert conn.execute("SELECT COUNT(*) FROM rooms").fetchone()[0] == 1
 
 
+def test_init_db_refuses_a_newer_schema_naming_both_versions(env, tmp_path):
+    from chatapp.storage.sqlite_schema import MIGRATIONS
+
+    assert run(env, "init-db").exit_code == 0
+    with sqlite3.connect(tmp_path / "cli.db") as conn:
+        conn.execute("PRAGMA user_version = 99")
+    result = CliRunner().invoke(main, ["init-db"], env=env)
+    assert result.exit_code == 1 and result.exception is not None
+    assert isinstance(result.exception, SystemExit)  # a message, not a traceback
+    assert "version 99" in result.output and f"version {len(MIGRATIONS)}" in result.output
+
+
 def test_create_admin_with_password_on_stdin(env):
     result = run(env, "create-user", "root", "--admin", input=PASSWORD + "\n")
     assert result.exit_code == 0, result.output
