@@ -102,4 +102,12 @@ MIGRATIONS: list[str] = [
         UNIQUE (message_id, emoji, user_id)
     );
     """,
+    # 4: direct messages, mentions, notification settings (see sqlite_schema)
+    """
+    ALTER TABLE rooms ADD COLUMN dm_key text;
+    CREATE UNIQUE INDEX rooms_dm_key ON rooms(dm_key) WHERE dm_key IS NOT NULL;
+    ALTER TABLE memberships ADD COLUMN notify text NOT NULL DEFAULT 'all';
+    ALTER TABLE messages ADD COLUMN mentions text;
+    CREATE INDEX messages_mentions ON messages(room_id, seq) WHERE mentions IS NOT NULL;
+    """,
 ]

@@ -111,4 +111,16 @@ MIGRATIONS: list[str] = [
         UNIQUE (message_id, emoji, user_id)
     );
     """,
+    # 4: direct messages, mentions, per-room notification settings. A DM is stored as a
+    # private room with ``dm_key`` (its members' ids, sorted): one DM per set of people,
+    # and rooms.kind keeps its CHECK (SQLite cannot alter one in place). ``mentions``
+    # holds the usernames a message mentions ("room" for @room), space-separated; the
+    # partial index lets a summary count unread mentions past only mentioning messages.
+    """
+    ALTER TABLE rooms ADD COLUMN dm_key TEXT;
+    CREATE UNIQUE INDEX rooms_dm_key ON rooms(dm_key) WHERE dm_key IS NOT NULL;
+    ALTER TABLE memberships ADD COLUMN notify TEXT NOT NULL DEFAULT 'all';
+    ALTER TABLE messages ADD COLUMN mentions TEXT;
+    CREATE INDEX messages_mentions ON messages(room_id, seq) WHERE mentions IS NOT NULL;
+    """,
 ]
