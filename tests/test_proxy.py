@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import socket
@@ -406,3 +407,28 @@ def test_caddy_replaces_a_forged_forwarded_for(caddied: tuple[Server, Caddy]) ->
     assert "192.0.2." not in server.output()
     assert server.logged(r'127\.0\.0\.1 "POST /login HTTP/1\.1" 429')
 
+
+
+# what the rest of the app sees
+
+
+@pytest.mark.parametrize("proxies, client, scheme", [("0", None, "http"),
+                                                     ("1", "198.51.100.9", "https")])
+async def test_the_access_line_shows_what_the_trusted_proxy_saw(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, proxies: str, client: str | None,
+    scheme: str,
+) -> None:
+    app = create_app(make_config(tmp_path, CHATAPP_TRUSTED_PROXIES=proxies))
+    async with app.test_app():
+        caplog.set_level(logging.INFO, logger="chatapp.access")
+        response = await app.test_client().get("/login", headers={
+            "X-Forwarded-For": "6.6.6.6, 198.51.100.9", "X-Forwarded-Proto": "https"})
+        assert response.status_code == 200
+    fields = [r.fields for r in caplog.records if r.name == "chatapp.access"]  # type: ignore[attr-defined]
+    assert len(fields) == 1
+    assert fields[0]["scheme"] == scheme
+    assert fields[0]["client"] != "6.6.6.6"
+    if client is not None:
+        assert fields[0]["client"] == client
+    else:
+        assert fields[0]["client"] != "198.51.100.9"
