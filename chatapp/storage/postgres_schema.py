@@ -110,4 +110,21 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN mentions text;
     CREATE INDEX messages_mentions ON messages(room_id, seq) WHERE mentions IS NOT NULL;
     """,
+    # 5: uploaded files (see sqlite_schema)
+    """
+    CREATE TABLE uploads (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        owner_id bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name text NOT NULL,
+        size bigint NOT NULL,
+        content_type text NOT NULL,
+        width integer,
+        height integer,
+        disk_key text NOT NULL UNIQUE,
+        created_at timestamptz NOT NULL,
+        message_id bigint REFERENCES messages(id)
+    );
+    CREATE INDEX uploads_message ON uploads(message_id) WHERE message_id IS NOT NULL;
+    CREATE INDEX uploads_orphans ON uploads(created_at) WHERE message_id IS NULL;
+    """,
 ]

@@ -123,4 +123,23 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN mentions TEXT;
     CREATE INDEX messages_mentions ON messages(room_id, seq) WHERE mentions IS NOT NULL;
     """,
+    # 5: uploaded files (SPEC §10). ``disk_key`` names the file on disk (random);
+    # ``message_id`` is set, in the transaction that stores the message, when one is
+    # attached. AUTOINCREMENT: an id (and so a URL) never comes back for another file.
+    """
+    CREATE TABLE uploads (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        content_type TEXT NOT NULL,
+        width INTEGER,
+        height INTEGER,
+        disk_key TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        message_id INTEGER REFERENCES messages(id)
+    );
+    CREATE INDEX uploads_message ON uploads(message_id) WHERE message_id IS NOT NULL;
+    CREATE INDEX uploads_orphans ON uploads(created_at) WHERE message_id IS NULL;
+    """,
 ]
