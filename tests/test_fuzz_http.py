@@ -121,5 +121,6 @@ def live(server: Server, tmp_path: Any) -> dict[str, Any]:
 
     from .conftest import test_config
 
-    rules = sorted({r.rule for r in create_app(test_config(tmp_path)).url_map.iter_rules()})
+    app = create_app(test_config(tmp_path / "rules"))  # never started: its URL map only
+    rules = sorted({r.rule for r in app.url_map.iter_rules()})
     return {"port": server.port, "cookie": browser.cookie_header, "rules": rules}
