@@ -235,6 +235,40 @@ async def _online(client: Any, username: str) -> bool:
     return username in (await response.get_json())["online"]
 
 
+async def test_catch_up_after_a_reconnect_retries_from_the_same_seqs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Redis came back but the database is away: the catch-up is retried, from the
+    seqs of the reconnect, not from what live events delivered since."""
+    from chatapp.broker import hub as hub_module
+    from chatapp.broker.hub import Hub, Outbox
+    from chatapp.broker.memory import MemoryTransport
+    from chatapp.events import room_channel
+
+    monkeypatch.setattr(hub_module, "CATCH_UP_RETRY", 0.01)
+    hub = Hub(MemoryTransport())
+    await hub.start()
+    channel = room_channel(GENERAL)
+    calls: list[dict[str, int]] = []
+
+    async def catch_up(rooms: dict[str, int]) -> None:
+        calls.append(dict(rooms))
+        if len(calls) < 3:
+            raise StorageUnavailable("still away")
+
+    hub.catch_up = catch_up
+    try:
+        await hub.add(Outbox(), channel)
+        hub.note_seq(channel, 10)
+        await hub._reconnected()
+        hub.note_seq(channel, 16)  # a live event after the reconnect
+        await eventually(lambda: len(calls) == 3, timeout=10)
+        await asyncio.sleep(0.05)
+        assert calls == [{channel: 10}] * 3
+    finally:
+        await hub.stop()
+
+
 # -- 2. two processes through a Redis blip ----------------------------------------------
 
 

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 OUTBOX_LIMIT = 1024  # queued events per connection before it counts as a slow consumer
 FRAME_LIMIT = 256  # events coalesced into one frame at most
+CATCH_UP_RETRY, CATCH_UP_RETRY_MAX = 0.5, 10.0  # seconds between catch-up attempts
 
 
 class Outbox:
@@ -318,7 +319,27 @@ class Hub:
         }
         log.warning("broker reconnected: catching up %d rooms from storage", len(rooms))
         if self.catch_up is not None and rooms:
-            await self.catch_up(rooms)
+            try:
+                await self.catch_up(rooms)
+            except Exception:
+                # Storage is away too: retry from the same seqs (events arriving
+                # meanwhile must not move the starting point past what was lost).
+                log.warning("catching up from storage failed; retrying", exc_info=True)
+                self.spawn(self._retry_catch_up(rooms), name="hub-catch-up")
+
+    async def _retry_catch_up(self, rooms: dict[str, int]) -> None:
+        delay = CATCH_UP_RETRY
+        while True:
+            await asyncio.sleep(delay)
+            assert self.catch_up is not None
+            try:
+                await self.catch_up({c: seq for c, seq in rooms.items() if c in self._channels})
+            except Exception as error:
+                log.warning("catching up from storage failed again: %s", error)
+                delay = min(delay * 2, CATCH_UP_RETRY_MAX)
+            else:
+                log.warning("caught up %d rooms from storage", len(rooms))
+                return
 
     async def stop(self) -> None:
         for task in list(self._tasks):
