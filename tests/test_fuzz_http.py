@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from .fuzzing import fuzz, json_values
@@ -53,7 +53,8 @@ async def env(tmp_path: Any) -> AsyncIterator[dict[str, Any]]:
         cheap_passwords(auth.app)
         user, csrf = await auth.user("alice")
         rules = sorted({rule.rule for rule in auth.app.url_map.iter_rules()})
-        yield {"anonymous": auth.app.test_client(), "user": user, "csrf": csrf, "rules": rules}
+        yield {"app": auth.app, "anonymous": auth.app.test_client(), "user": user, "csrf": csrf,
+               "rules": rules}
 
 
 @fuzz
@@ -124,3 +125,35 @@ def live(server: Server, tmp_path: Any) -> dict[str, Any]:
     app = create_app(test_config(tmp_path / "rules"))  # never started: its URL map only
     rules = sorted({r.rule for r in app.url_map.iter_rules()})
     return {"port": server.port, "cookie": browser.cookie_header, "rules": rules}
+
+
+form_text = st.text(max_size=40) | st.sampled_from(
+    ["/\x00//evil.com", "/\r\nSet-Cookie: a=b", "//evil.com", "/rooms/\u202e", "a" * 300,
+     "alice", "correct horse battery", "\ud800"])
+
+
+@fuzz
+@example(page="/login", right_csrf=True, fields={  # the 500 h11 gave after the login
+    "username": "alice", "password": "correct horse battery", "next": "/\x00//evil.com"})
+@given(page=st.sampled_from(["/login", "/register", "/logout"]),
+       fields=st.dictionaries(st.sampled_from(["username", "password", "next", "csrf_token",
+                                               "x"]), form_text, max_size=4),
+       right_csrf=st.booleans())
+async def test_forms_never_500(env: dict[str, Any], page: str, fields: dict[str, str],
+                               right_csrf: bool) -> None:
+    """Form fields (``next`` above all) reach a Location only through the redirect helper."""
+    client = env["app"].test_client()  # a fresh browser: a login here must not carry over
+    if right_csrf:
+        html = await (await client.get("/login")).get_data(as_text=True)
+        match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+        assert match
+        fields = {**fields, "csrf_token": match.group(1)}
+    fields = {k: v.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+              for k, v in fields.items()}
+    response = await client.post(page, form=fields)
+    assert response.status_code < 500, (page, fields, response.status_code)
+    for name, value in response.headers.items():
+        assert not CONTROL.search(value) and value.isascii(), (name, value)
+    location = response.headers.get("Location")
+    if location is not None:
+        assert location.startswith("/") and not location.startswith("//"), location
