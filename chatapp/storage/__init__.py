@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from datetime import datetime
 
 from .models import (
+    NOTIFY_CHOICES,
     Message,
     MessagePage,
     Reaction,
@@ -13,10 +14,13 @@ from .models import (
     RoomEvent,
     RoomSummary,
     SessionRecord,
+    Upload,
     User,
+    UserListing,
 )
 
 __all__ = [
+    "NOTIFY_CHOICES",
     "Message",
     "MessageGone",
     "MessagePage",
@@ -29,9 +33,12 @@ __all__ = [
     "Storage",
     "StorageError",
     "TooManyReactions",
+    "AttachmentRefused",
+    "Upload",
     "StorageUnavailable",
     "StoreInUse",
     "User",
+    "UserListing",
     "UsernameTaken",
     "open_storage",
 ]
@@ -69,6 +76,10 @@ class RoomExists(StorageError):  # noqa: N818 - reads as the fact it reports
 
 class MessageGone(StorageError):  # noqa: N818 - reads as the fact it reports
     """No such message, or it was deleted."""
+
+
+class AttachmentRefused(StorageError):  # noqa: N818 - reads as the fact it reports
+    """An upload to attach is unknown, someone else's, or attached to a message already."""
 
 
 class TooManyReactions(StorageError):  # noqa: N818 - reads as the fact it reports
@@ -192,18 +203,47 @@ class Storage(ABC):
 
     @abstractmethod
     async def mark_read(self, user_id: int, room_id: int, seq: int) -> int:
-        """Move the user's read marker forward (never back); return the marker."""
+        """Set the user's read marker to ``seq`` (at most the room's last seq), forward
+        or back ("mark unread", SPEC §6); return the marker."""
+
+    @abstractmethod
+    async def unread(self, user_id: int, room_id: int) -> tuple[int, int]:
+        """A member's unread messages and unread mentions of them in a room (each up
+        to UNREAD_LIMIT); (0, 0) for a non-member."""
+
+    @abstractmethod
+    async def room_members(self, room_id: int) -> list[str]:
+        """The usernames of a room's members."""
+
+    @abstractmethod
+    async def create_dm(
+        self, slug: str, key: str, name: str, member_ids: list[int]
+    ) -> tuple[Room, bool]:
+        """The DM of exactly these people (``key``: their ids, sorted), and whether it is
+        new; a new one gets ``slug`` and ``name`` and all of them as members at once."""
+
+    @abstractmethod
+    async def set_notify(self, user_id: int, room_id: int, notify: str) -> None:
+        """A member's notification setting for a room: all, mentions or none."""
+
+    @abstractmethod
+    async def users(self) -> list[UserListing]:
+        """Every account, by username."""
 
     # messages and their room events
     @abstractmethod
     async def add_message(
         self, room_id: int, author_id: int, body: str, nonce: str | None,
-        reply_to: int | None = None,
+        reply_to: int | None = None, mentions: tuple[str, ...] = (),
+        attachments: tuple[int, ...] = (),
     ) -> tuple[Message, bool]:
         """Store a message and its ``message`` event (the room's next seq) together;
         return it and whether it is new.
 
         The same nonce from the same author returns the stored message, not a new one.
+        ``attachments`` (upload ids) are attached in the same transaction; an upload
+        that is unknown, not the author's, or attached already: AttachmentRefused,
+        and nothing is stored.
         """
 
     @abstractmethod
@@ -211,7 +251,9 @@ class Storage(ABC):
         """A message with its reactions, deleted or not; None if it never existed."""
 
     @abstractmethod
-    async def edit_message(self, message_id: int, body: str) -> RoomEvent | None:
+    async def edit_message(
+        self, message_id: int, body: str, mentions: tuple[str, ...] = ()
+    ) -> RoomEvent | None:
         """Keep the old body in the edit history, store the new one and append its
         ``message_edited`` event; None when the body is the same (no event),
         MessageGone if it is deleted or unknown."""
@@ -242,6 +284,24 @@ class Storage(ABC):
     async def events_after(self, room_id: int, seq: int, limit: int) -> list[RoomEvent]:
         """Room events of every kind with seq > ``seq`` in order, at most ``limit``,
         each against its message's current state (``RoomEvent.replay``)."""
+
+    # uploads (SPEC §10)
+    @abstractmethod
+    async def add_upload(
+        self, owner_id: int, name: str, size: int, content_type: str,
+        width: int | None, height: int | None, disk_key: str,
+    ) -> Upload:
+        """Record a stored file, not attached to any message yet."""
+
+    @abstractmethod
+    async def upload_for(self, upload_id: int, user_id: int) -> Upload | None:
+        """The upload if this user may read it: its owner, or a member of the room of
+        the (not deleted) message it is attached to; else None."""
+
+    @abstractmethod
+    async def prune_uploads(self, before: datetime, limit: int) -> list[str]:
+        """Delete at most ``limit`` uploads created before ``before`` and attached to no
+        message; return their disk keys (the caller removes the files)."""
 
 
 def open_storage(url: str) -> Storage:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 
 def utcnow() -> datetime:
@@ -32,13 +33,17 @@ class Room:
     id: int
     slug: str
     name: str
-    kind: str  # "public" | "private"
+    kind: str  # "public" | "private" | "dm"
     last_seq: int
+
+
+NOTIFY_CHOICES = ("all", "mentions", "none")
 
 
 @dataclass(frozen=True, slots=True)
 class RoomSummary:
-    """A room as one member sees it: with that member's unread count."""
+    """A room as one member sees it: with that member's unread count, unread mentions
+    and notification setting; a DM with its members and named after the others."""
 
     id: int
     slug: str
@@ -46,15 +51,50 @@ class RoomSummary:
     kind: str
     unread: int
     last_seq: int
+    mentions: int = 0
+    notify: str = "all"
+    members: tuple[str, ...] = ()  # DMs only: every member, the viewer included
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        summary: dict[str, Any] = {
             "slug": self.slug,
             "name": self.name,
             "kind": self.kind,
             "unread": self.unread,
+            "mentions": self.mentions,
             "last_seq": self.last_seq,
+            "notify": self.notify,
         }
+        if self.kind == "dm":
+            summary["members"] = list(self.members)
+        return summary
+
+
+def summary_from_row(row: Any, members: Any) -> RoomSummary:
+    """A room summary from (id, slug, name, kind, unread, mentions, last_seq, notify,
+    the viewer's username) and, for a DM, its members' usernames: a DM is named after
+    the others, and always notifies."""
+    room_id, slug, name, kind, unread, mentions, last_seq, notify, viewer = row
+    if kind != "dm":
+        return RoomSummary(room_id, slug, name, kind, unread, last_seq, mentions, notify)
+    others = [member for member in members if member != viewer]
+    return RoomSummary(room_id, slug, ", ".join(others) or name, kind, unread, last_seq,
+                       mentions, "all", tuple(members))
+
+
+@dataclass(frozen=True, slots=True)
+class UserListing:
+    """A user as the people list shows them (``GET /api/v1/users``)."""
+
+    username: str
+    display_name: str
+    is_admin: bool
+    bot: bool = False
+    active: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"username": self.username, "display_name": self.display_name,
+                "is_admin": self.is_admin, "bot": self.bot, "active": self.active}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +104,49 @@ class Reaction:
 
     def to_json(self) -> dict[str, Any]:
         return {"emoji": self.emoji, "count": len(self.users), "users": list(self.users)}
+
+
+def split_mentions(stored: str | None) -> tuple[str, ...]:
+    """The stored ``mentions`` (usernames, space-separated, NULL for none) as a tuple."""
+    return tuple(stored.split()) if stored else ()
+
+
+def join_mentions(mentions: tuple[str, ...]) -> str | None:
+    return " ".join(mentions) if mentions else None
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """An uploaded file (SPEC §10); ``disk_key`` names its file on disk (random, never
+    from user input), ``message_id`` the message it is attached to, if any."""
+
+    id: int
+    owner_id: int
+    name: str
+    size: int
+    content_type: str
+    width: int | None
+    height: int | None
+    disk_key: str
+    created_at: str
+    message_id: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"/uploads/{self.id}/{quote(self.name, safe='')}"
+
+    def to_json(self) -> dict[str, Any]:
+        image = self.width is not None
+        return {
+            "id": self.id,
+            "name": self.name,
+            "size": self.size,
+            "content_type": self.content_type,
+            "url": self.url,
+            "width": self.width,
+            "height": self.height,
+            "thumbnail_url": f"/uploads/thumbnails/{self.id}" if image else None,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +164,8 @@ class Message:
     reply_to: int | None = None
     reactions: tuple[Reaction, ...] = ()
     deleted: bool = False
+    mentions: tuple[str, ...] = ()  # usernames, "room" for @room
+    attachments: tuple[Upload, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,9 +178,9 @@ class Message:
             "nonce": self.nonce,
             "edited_at": self.edited_at,
             "reply_to": self.reply_to,
-            "mentions": [],
+            "mentions": list(self.mentions),
             "reactions": [r.to_json() for r in self.reactions] if self.reactions else [],
-            "attachments": [],
+            "attachments": [a.to_json() for a in self.attachments],
             "bot": False,
         }
 

@@ -36,12 +36,15 @@ from . import (
     StorageError,
     StorageUnavailable,
     StoreInUse,
+    Upload,
     User,
+    UserListing,
     UsernameTaken,
 )
 from . import postgres_events as events
+from . import postgres_uploads as uploads
 from .migrations import check_version
-from .models import isoformat, utcnow
+from .models import isoformat, join_mentions, summary_from_row, utcnow
 from .postgres_events import MESSAGE_COLUMNS, MESSAGE_FROM, with_reactions
 from .postgres_events import message_from_row as _message
 from .postgres_schema import MIGRATIONS
@@ -68,6 +71,23 @@ UNAVAILABLE_ERRORS = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+# A room's kind as clients see it: a DM is stored as a private room with a dm_key.
+ROOM_KIND = "CASE WHEN r.dm_key IS NULL THEN r.kind ELSE 'dm' END"
+# A member's unread messages and unread mentions of them (``ms``: the membership, ``me``:
+# the user), each read up to UNREAD_LIMIT ($2) rows; mentions walk only messages that
+# mention someone (the messages_mentions index).
+UNREAD_COUNTS = (
+    "(SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.room_id = r.id"
+    "   AND m.seq > ms.last_read_seq AND m.author_id <> ms.user_id"
+    "   AND NOT m.deleted LIMIT $2) AS unread),"
+    " (SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.room_id = r.id"
+    "   AND m.mentions IS NOT NULL AND m.seq > ms.last_read_seq"
+    "   AND m.author_id <> ms.user_id AND NOT m.deleted"
+    "   AND (string_to_array(m.mentions, ' ') && ARRAY[me.username, 'room'])"
+    "   LIMIT $2) AS mentioned)"
 )
 
 
@@ -396,22 +416,86 @@ class PostgresStorage(Storage):
         if _has_nul(slug):
             return None
         row = await self._one(
-            "SELECT id, slug, name, kind, last_seq FROM rooms WHERE slug = $1", slug
+            f"SELECT id, slug, name, {ROOM_KIND}, last_seq FROM rooms r WHERE slug = $1", slug
         )
         return Room(*row) if row else None
 
     async def rooms_of(self, user_id: int) -> list[RoomSummary]:
         rows = await self._all(
-            "SELECT r.id, r.slug, r.name, r.kind,"
-            " (SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.room_id = r.id"
-            "   AND m.seq > ms.last_read_seq AND m.author_id <> ms.user_id"
-            "   AND NOT m.deleted LIMIT $2) AS unread),"
-            " r.last_seq"
-            " FROM memberships ms JOIN rooms r ON r.id = ms.room_id"
+            f"SELECT r.id, r.slug, r.name, {ROOM_KIND}, {UNREAD_COUNTS}, r.last_seq,"
+            " ms.notify, me.username FROM memberships ms JOIN rooms r ON r.id = ms.room_id"
+            " JOIN users me ON me.id = ms.user_id"
             " WHERE ms.user_id = $1 ORDER BY r.name COLLATE \"C\", r.id",
             user_id, UNREAD_LIMIT,
         )
-        return [RoomSummary(*row) for row in rows]
+        dms = [row[0] for row in rows if row[3] == "dm"]
+        members: dict[int, list[str]] = {}
+        if dms:
+            for room_id, username in await self._all(
+                "SELECT ms.room_id, u.username FROM memberships ms"
+                " JOIN users u ON u.id = ms.user_id WHERE ms.room_id = ANY($1::bigint[])"
+                " ORDER BY ms.room_id, u.username_key COLLATE \"C\"",
+                dms,
+            ):
+                members.setdefault(room_id, []).append(username)
+        return [summary_from_row(tuple(row), members.get(row[0], ())) for row in rows]
+
+    async def unread(self, user_id: int, room_id: int) -> tuple[int, int]:
+        row = await self._one(
+            f"SELECT {UNREAD_COUNTS} FROM memberships ms JOIN rooms r ON r.id = ms.room_id"
+            " JOIN users me ON me.id = ms.user_id WHERE ms.user_id = $1 AND ms.room_id = $3",
+            user_id, UNREAD_LIMIT, room_id,
+        )
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    async def room_members(self, room_id: int) -> list[str]:
+        rows = await self._all(
+            "SELECT u.username FROM memberships ms JOIN users u ON u.id = ms.user_id"
+            " WHERE ms.room_id = $1 ORDER BY u.username_key COLLATE \"C\"",
+            room_id,
+        )
+        return [row[0] for row in rows]
+
+    async def create_dm(
+        self, slug: str, key: str, name: str, member_ids: list[int]
+    ) -> tuple[Room, bool]:
+        now = utcnow()
+        async with self._conn() as conn:
+            try:
+                async with conn.transaction():
+                    room_id = await conn.fetchval(
+                        "INSERT INTO rooms (slug, name, kind, dm_key, created_by, created_at)"
+                        " VALUES ($1, $2, 'private', $3, $4, $5)"
+                        " ON CONFLICT (dm_key) WHERE dm_key IS NOT NULL DO NOTHING RETURNING id",
+                        slug, name, key, member_ids[0], now,
+                    )
+                    if room_id is not None:
+                        await conn.execute(
+                            "INSERT INTO memberships (user_id, room_id, joined_at)"
+                            " SELECT unnest($1::bigint[]), $2, $3",
+                            member_ids, room_id, now,
+                        )
+                        return Room(room_id, slug, name, "dm", 0), True
+            except asyncpg.UniqueViolationError:
+                raise RoomExists(slug) from None
+            row = await conn.fetchrow(
+                "SELECT id, slug, name, 'dm', last_seq FROM rooms WHERE dm_key = $1", key
+            )
+        if row is None:
+            raise StorageError("a direct message vanished while it was looked up")
+        return Room(*row), False
+
+    async def set_notify(self, user_id: int, room_id: int, notify: str) -> None:
+        await self._run(
+            "UPDATE memberships SET notify = $1 WHERE user_id = $2 AND room_id = $3",
+            notify, user_id, room_id,
+        )
+
+    async def users(self) -> list[UserListing]:
+        rows = await self._all(
+            "SELECT username, is_admin FROM users ORDER BY username_key COLLATE \"C\""
+        )
+        return [UserListing(row[0], row[0], bool(row[1])) for row in rows]
 
     async def public_rooms(self) -> list[Room]:
         rows = await self._all(
@@ -442,8 +526,7 @@ class PostgresStorage(Storage):
 
     async def mark_read(self, user_id: int, room_id: int, seq: int) -> int:
         row = await self._one(
-            "UPDATE memberships ms SET last_read_seq ="
-            " GREATEST(ms.last_read_seq, LEAST($1::bigint, r.last_seq))"
+            "UPDATE memberships ms SET last_read_seq = LEAST($1::bigint, r.last_seq)"
             " FROM rooms r WHERE r.id = ms.room_id AND ms.user_id = $2 AND ms.room_id = $3"
             " RETURNING ms.last_read_seq",
             seq, user_id, room_id,
@@ -453,7 +536,8 @@ class PostgresStorage(Storage):
     # messages and their room events
     async def add_message(
         self, room_id: int, author_id: int, body: str, nonce: str | None,
-        reply_to: int | None = None,
+        reply_to: int | None = None, mentions: tuple[str, ...] = (),
+        attachments: tuple[int, ...] = (),
     ) -> tuple[Message, bool]:
         # One author's sends commit in the order they were made, even when a client
         # pipelines them (the lock is fair, so waiters go in arrival order).
@@ -463,15 +547,18 @@ class PostgresStorage(Storage):
         self._author_waiting[author_id] += 1
         try:
             async with lock:
-                return await self._add_message(room_id, author_id, body, nonce, reply_to)
+                return await self._add_message(room_id, author_id, body, nonce, reply_to,
+                                               mentions, attachments)
         finally:
             self._author_waiting[author_id] -= 1
             if not self._author_waiting[author_id]:
                 del self._author_waiting[author_id], self._author_locks[author_id]
 
     async def _add_message(
-        self, room_id: int, author_id: int, body: str, nonce: str | None, reply_to: int | None
+        self, room_id: int, author_id: int, body: str, nonce: str | None, reply_to: int | None,
+        mentions: tuple[str, ...] = (), attachments: tuple[int, ...] = (),
     ) -> tuple[Message, bool]:
+        files: tuple[Upload, ...] = ()
         async with self._conn() as conn:
             if nonce is not None:  # a retry: answer without touching the room's lock
                 existing = await self._by_nonce(conn, author_id, nonce)
@@ -491,17 +578,20 @@ class PostgresStorage(Storage):
                     # room event goes in the same statement (one round trip).
                     row = await conn.fetchrow(
                         "WITH m AS (INSERT INTO messages"
-                        " (room_id, seq, author_id, body, nonce, created_at, reply_to)"
-                        " VALUES ($1, $2, $3, $4, $5, clock_timestamp(), $6)"
+                        " (room_id, seq, author_id, body, nonce, created_at, reply_to,"
+                        " mentions) VALUES ($1, $2, $3, $4, $5, clock_timestamp(), $6, $7)"
                         " ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING"
                         " RETURNING id, created_at),"
                         " e AS (INSERT INTO room_events (room_id, seq, kind, message_id)"
                         " SELECT $1, $2, 'message', id FROM m)"
                         " SELECT id, created_at FROM m",
                         room_id, room["last_seq"], author_id, body, nonce, reply_to,
+                        join_mentions(mentions),
                     )
                     if row is None:
                         raise _DuplicateNonceError
+                    if attachments:  # refused: the message rolls back with them
+                        files = await uploads.attach(conn, row["id"], author_id, attachments)
             except _DuplicateNonceError:
                 assert nonce is not None
                 existing = await self._by_nonce(conn, author_id, nonce)
@@ -510,7 +600,8 @@ class PostgresStorage(Storage):
                 return existing, False
         message = Message(
             row["id"], room["slug"], room["last_seq"], room["username"], body,
-            isoformat(row["created_at"]), nonce, reply_to=reply_to,
+            isoformat(row["created_at"]), nonce, reply_to=reply_to, mentions=mentions,
+            attachments=files,
         )
         return message, True
 
@@ -522,7 +613,9 @@ class PostgresStorage(Storage):
             " WHERE m.author_id = $1 AND m.nonce = $2",
             author_id, nonce,
         )
-        return _message(row) if row else None
+        if row is None:
+            return None
+        return (await uploads.with_attachments(conn, [_message(row)]))[0]
 
     async def messages(
         self, room_id: int, *, before: int | None, after: int | None, limit: int
@@ -557,9 +650,11 @@ class PostgresStorage(Storage):
         async with self._conn() as conn:
             return await events.load_message(conn, message_id)
 
-    async def edit_message(self, message_id: int, body: str) -> RoomEvent | None:
+    async def edit_message(
+        self, message_id: int, body: str, mentions: tuple[str, ...] = ()
+    ) -> RoomEvent | None:
         async with self._conn() as conn:
-            return await events.edit(conn, message_id, body, utcnow())
+            return await events.edit(conn, message_id, body, utcnow(), mentions)
 
     async def delete_message(self, message_id: int) -> RoomEvent:
         async with self._conn() as conn:
@@ -576,3 +671,20 @@ class PostgresStorage(Storage):
             message_id,
         )
         return [(row[0], isoformat(row[1])) for row in rows]
+
+    # uploads (SPEC §10)
+    async def add_upload(
+        self, owner_id: int, name: str, size: int, content_type: str,
+        width: int | None, height: int | None, disk_key: str,
+    ) -> Upload:
+        row = await self._one(uploads.INSERT, owner_id, name, size, content_type, width,
+                              height, disk_key)
+        return uploads.upload_from_row(row)
+
+    async def upload_for(self, upload_id: int, user_id: int) -> Upload | None:
+        row = await self._one(uploads.READABLE, upload_id, user_id)
+        return uploads.upload_from_row(row) if row else None
+
+    async def prune_uploads(self, before: datetime, limit: int) -> list[str]:
+        rows = await self._all(uploads.PRUNE, before, limit)
+        return [str(row[0]) for row in rows]

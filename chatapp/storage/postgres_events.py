@@ -20,11 +20,19 @@ from typing import Any
 import asyncpg
 
 from . import Message, MessageGone, Reaction, RoomEvent, TooManyReactions
-from .models import MESSAGE_DELETED, MESSAGE_EDITED, REACTION, isoformat
+from .models import (
+    MESSAGE_DELETED,
+    MESSAGE_EDITED,
+    REACTION,
+    isoformat,
+    join_mentions,
+    split_mentions,
+)
+from .postgres_uploads import with_attachments
 
 MESSAGE_COLUMNS = (
     "m.id, r.slug, m.seq, u.username, m.body, m.created_at, m.nonce, m.edited_at,"
-    " m.reply_to, m.deleted"
+    " m.reply_to, m.deleted, m.mentions"
 )
 MESSAGE_FROM = "messages m JOIN users u ON u.id = m.author_id JOIN rooms r ON r.id = m.room_id"
 # Emoji in the order they first appeared on the message, users in the order they reacted.
@@ -40,13 +48,15 @@ def message_from_row(row: Any) -> Message:
     return Message(
         row[0], row[1], row[2], row[3], row[4], isoformat(row[5]), row[6],
         isoformat(edited) if edited is not None else None, row[8], deleted=bool(row[9]),
+        mentions=split_mentions(row[10]),
     )
 
 
 async def with_reactions(conn: asyncpg.Connection, messages: list[Message]) -> list[Message]:
-    """The messages with their reactions (one query for all of them)."""
+    """The messages with their reactions and attachments (one query for each)."""
     if not messages:
         return messages
+    messages = await with_attachments(conn, messages)
     rows = await conn.fetch(REACTIONS_OF, sorted({m.id for m in messages}))
     if not rows:
         return messages
@@ -104,7 +114,8 @@ async def _event(
 
 
 async def edit(
-    conn: asyncpg.Connection, message_id: int, body: str, now: datetime
+    conn: asyncpg.Connection, message_id: int, body: str, now: datetime,
+    mentions: tuple[str, ...] = (),
 ) -> RoomEvent | None:
     async with conn.transaction():
         room_id, old = await _lock_live(conn, message_id)
@@ -115,7 +126,8 @@ async def edit(
             message_id, old, now,
         )
         await conn.execute(
-            "UPDATE messages SET body = $1, edited_at = $2 WHERE id = $3", body, now, message_id
+            "UPDATE messages SET body = $1, edited_at = $2, mentions = $3 WHERE id = $4",
+            body, now, join_mentions(mentions), message_id,
         )
         seq = await _append(conn, room_id, MESSAGE_EDITED, message_id)
     return await _event(conn, MESSAGE_EDITED, seq, message_id)
@@ -125,10 +137,14 @@ async def delete(conn: asyncpg.Connection, message_id: int) -> RoomEvent:
     async with conn.transaction():
         room_id, _ = await _lock_live(conn, message_id)
         # The body and every earlier one go; the row stays for its id (replies, links).
-        await conn.execute("UPDATE messages SET deleted = true, body = '' WHERE id = $1",
+        await conn.execute("UPDATE messages SET deleted = true, body = '', mentions = NULL"
+                           " WHERE id = $1",
                            message_id)
         await conn.execute("DELETE FROM message_edits WHERE message_id = $1", message_id)
         await conn.execute("DELETE FROM reactions WHERE message_id = $1", message_id)
+        # Its files go with it: detached, they are orphans the housekeeping removes.
+        await conn.execute("UPDATE uploads SET message_id = NULL WHERE message_id = $1",
+                           message_id)
         seq = await _append(conn, room_id, MESSAGE_DELETED, message_id)
     return await _event(conn, MESSAGE_DELETED, seq, message_id)
 

@@ -33,12 +33,15 @@ from . import (
     Storage,
     StorageError,
     StorageUnavailable,
+    Upload,
     User,
+    UserListing,
     UsernameTaken,
 )
 from . import sqlite_messages as one
+from . import sqlite_uploads as uploads
 from .migrations import check_version, split_sql
-from .models import isoformat, utcnow
+from .models import isoformat, summary_from_row, utcnow
 from .sqlite_messages import (
     MESSAGE_COLUMNS,
     MESSAGE_FROM,
@@ -57,6 +60,25 @@ WriteOp = Callable[[sqlite3.Connection], Any]  # runs on the writer thread
 
 MAX_BATCH = 512
 MAX_PENDING_WRITES = 20_000
+
+# A room's kind as clients see it: a DM is stored as a private room with a dm_key.
+ROOM_KIND = "CASE WHEN r.dm_key IS NULL THEN r.kind ELSE 'dm' END"
+# A member's unread messages and unread mentions of them (``ms``: the membership, ``me``:
+# the user), each read up to UNREAD_LIMIT rows (two parameters); mentions walk only
+# messages that mention someone (the messages_mentions index).
+UNREAD_COUNTS = (
+    "(SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.room_id = r.id"
+    "   AND m.seq > ms.last_read_seq AND m.author_id != ms.user_id"
+    "   AND NOT m.deleted LIMIT ?)),"
+    " (SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.room_id = r.id"
+    "   AND m.mentions IS NOT NULL AND m.seq > ms.last_read_seq"
+    "   AND m.author_id != ms.user_id AND NOT m.deleted"
+    "   AND instr(' ' || m.mentions || ' ', ' ' || me.username || ' ') + "
+    "       instr(' ' || m.mentions || ' ', ' room ') > 0 LIMIT ?))"
+)
+
+
+
 
 def storage_error(exc: BaseException, doing: str) -> StorageError:
     """The storage layer's own error for a driver failure (never a raw sqlite3 one).
@@ -516,22 +538,85 @@ class SQLiteStorage(Storage):
 
     async def room(self, slug: str) -> Room | None:
         row = await self._one(
-            "SELECT id, slug, name, kind, last_seq FROM rooms WHERE slug = ?", (slug,)
+            f"SELECT id, slug, name, {ROOM_KIND}, last_seq FROM rooms r WHERE slug = ?", (slug,)
         )
         return Room(*row) if row else None
 
     async def rooms_of(self, user_id: int) -> list[RoomSummary]:
         rows = await self._all(
-            "SELECT r.id, r.slug, r.name, r.kind,"
-            " (SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.room_id = r.id"
-            "   AND m.seq > ms.last_read_seq AND m.author_id != ms.user_id"
-            "   AND NOT m.deleted LIMIT ?)),"
-            " r.last_seq"
-            " FROM memberships ms JOIN rooms r ON r.id = ms.room_id"
+            f"SELECT r.id, r.slug, r.name, {ROOM_KIND}, {UNREAD_COUNTS}, r.last_seq,"
+            " ms.notify, me.username FROM memberships ms JOIN rooms r ON r.id = ms.room_id"
+            " JOIN users me ON me.id = ms.user_id"
             " WHERE ms.user_id = ? ORDER BY r.name, r.id",
-            (UNREAD_LIMIT, user_id),
+            (UNREAD_LIMIT, UNREAD_LIMIT, user_id),
         )
-        return [RoomSummary(*row) for row in rows]
+        dms = [row[0] for row in rows if row[3] == "dm"]
+        members: dict[int, list[str]] = {}
+        if dms:
+            for room_id, username in await self._all(
+                "SELECT ms.room_id, u.username FROM memberships ms"
+                f" JOIN users u ON u.id = ms.user_id WHERE ms.room_id IN ({marks(dms)})"
+                " ORDER BY ms.room_id, u.username_key",
+                tuple(dms),
+            ):
+                members.setdefault(room_id, []).append(username)
+        return [summary_from_row(row, members.get(row[0], ())) for row in rows]
+
+    async def unread(self, user_id: int, room_id: int) -> tuple[int, int]:
+        row = await self._one(
+            f"SELECT {UNREAD_COUNTS} FROM memberships ms JOIN rooms r ON r.id = ms.room_id"
+            " JOIN users me ON me.id = ms.user_id WHERE ms.user_id = ? AND ms.room_id = ?",
+            (UNREAD_LIMIT, UNREAD_LIMIT, user_id, room_id),
+        )
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    async def room_members(self, room_id: int) -> list[str]:
+        rows = await self._all(
+            "SELECT u.username FROM memberships ms JOIN users u ON u.id = ms.user_id"
+            " WHERE ms.room_id = ? ORDER BY u.username_key",
+            (room_id,),
+        )
+        return [row[0] for row in rows]
+
+    async def create_dm(
+        self, slug: str, key: str, name: str, member_ids: list[int]
+    ) -> tuple[Room, bool]:
+        now = isoformat(utcnow())
+
+        def op(conn: sqlite3.Connection) -> tuple[Room, bool]:
+            found = conn.execute(
+                "SELECT id, slug, name, 'dm', last_seq FROM rooms WHERE dm_key = ?", (key,)
+            ).fetchone()
+            if found is not None:
+                return Room(*found), False
+            with one.savepoint(conn, "create_dm"):
+                row = conn.execute(
+                    "INSERT INTO rooms (slug, name, kind, dm_key, created_by, created_at)"
+                    " VALUES (?, ?, 'private', ?, ?, ?) RETURNING id",
+                    (slug, name, key, member_ids[0], now),
+                ).fetchone()
+                conn.executemany(
+                    "INSERT INTO memberships (user_id, room_id, joined_at) VALUES (?, ?, ?)",
+                    [(member, row[0], now) for member in member_ids],
+                )
+            return Room(row[0], slug, name, "dm", 0), True
+
+        try:
+            return await self._write(op)
+        except StorageError as error:
+            if "UNIQUE" in str(error):
+                raise RoomExists(slug) from None
+            raise
+
+    async def set_notify(self, user_id: int, room_id: int, notify: str) -> None:
+        await self._execute(
+            "UPDATE memberships SET notify = ? WHERE user_id = ? AND room_id = ?",
+            (notify, user_id, room_id),
+        )
+
+    async def users(self) -> list[UserListing]:
+        rows = await self._all("SELECT username, is_admin FROM users ORDER BY username_key")
+        return [UserListing(row[0], row[0], bool(row[1])) for row in rows]
 
     async def public_rooms(self) -> list[Room]:
         rows = await self._all(
@@ -563,8 +648,8 @@ class SQLiteStorage(Storage):
     async def mark_read(self, user_id: int, room_id: int, seq: int) -> int:
         def op(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(
-                "UPDATE memberships SET last_read_seq = MAX(last_read_seq,"
-                " MIN(?, (SELECT last_seq FROM rooms WHERE id = ?)))"
+                "UPDATE memberships SET last_read_seq ="
+                " MIN(?, (SELECT last_seq FROM rooms WHERE id = ?))"
                 " WHERE user_id = ? AND room_id = ? RETURNING last_read_seq",
                 (seq, room_id, user_id, room_id),
             )
@@ -577,9 +662,14 @@ class SQLiteStorage(Storage):
     # messages and their room events
     async def add_message(
         self, room_id: int, author_id: int, body: str, nonce: str | None,
-        reply_to: int | None = None,
+        reply_to: int | None = None, mentions: tuple[str, ...] = (),
+        attachments: tuple[int, ...] = (),
     ) -> tuple[Message, bool]:
-        new = NewMessage(room_id, author_id, body, nonce, isoformat(utcnow()), reply_to)
+        new = NewMessage(room_id, author_id, body, nonce, isoformat(utcnow()), reply_to,
+                         mentions)
+        if attachments:  # its own op: a refused upload must not fail a batch of sends
+            return await self._write(
+                lambda conn: uploads.insert_with_attachments(conn, new, attachments))
         return await self._write(new)  # type: ignore[no-any-return]
 
     async def message(self, message_id: int) -> Message | None:
@@ -589,9 +679,11 @@ class SQLiteStorage(Storage):
         found = await self._with_reactions([_message(row) for row in rows])
         return found[0] if found else None
 
-    async def edit_message(self, message_id: int, body: str) -> RoomEvent | None:
+    async def edit_message(
+        self, message_id: int, body: str, mentions: tuple[str, ...] = ()
+    ) -> RoomEvent | None:
         now = isoformat(utcnow())
-        return await self._write(lambda conn: one.edit(conn, message_id, body, now))
+        return await self._write(lambda conn: one.edit(conn, message_id, body, now, mentions))
 
     async def delete_message(self, message_id: int) -> RoomEvent:
         return await self._write(lambda conn: one.delete(conn, message_id))
@@ -610,10 +702,14 @@ class SQLiteStorage(Storage):
         return [(row[0], row[1]) for row in rows]
 
     async def _with_reactions(self, messages: list[Message]) -> list[Message]:
-        """The messages with their reactions (one query for all of them)."""
+        """The messages with their reactions and attachments (one query for each)."""
         ids = sorted({m.id for m in messages})
         if not ids:
             return messages
+        attached = await self._all(uploads.ATTACHMENTS_OF.format(ids=marks(ids)), tuple(ids))
+        if attached:
+            files = uploads.group_attachments(attached)
+            messages = [replace(m, attachments=files.get(m.id, ())) for m in messages]
         rows = await self._all(REACTIONS_OF.format(ids=marks(ids)), tuple(ids))
         if not rows:
             return messages
@@ -656,6 +752,40 @@ class SQLiteStorage(Storage):
             RoomEvent.replay(row[1], row[0], message, json.loads(row[2]) if row[2] else None)
             for row, message in zip(rows, messages, strict=True)
         ]
+
+    # uploads (SPEC §10)
+    async def add_upload(
+        self, owner_id: int, name: str, size: int, content_type: str,
+        width: int | None, height: int | None, disk_key: str,
+    ) -> Upload:
+        now = isoformat(utcnow())
+
+        def op(conn: sqlite3.Connection) -> Upload:
+            row = conn.execute(
+                "INSERT INTO uploads (owner_id, name, size, content_type, width, height,"
+                " disk_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                f" RETURNING {uploads.UPLOAD_COLUMNS}",
+                (owner_id, name, size, content_type, width, height, disk_key, now),
+            ).fetchone()
+            return uploads.upload_from_row(row)
+
+        return await self._write(op)
+
+    async def upload_for(self, upload_id: int, user_id: int) -> Upload | None:
+        row = await self._one(uploads.READABLE, (upload_id, user_id, user_id))
+        return uploads.upload_from_row(row) if row else None
+
+    async def prune_uploads(self, before: datetime, limit: int) -> list[str]:
+        def op(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "DELETE FROM uploads WHERE id IN (SELECT id FROM uploads"
+                " WHERE message_id IS NULL AND created_at < ? ORDER BY created_at LIMIT ?)"
+                " RETURNING disk_key",
+                (isoformat(before), limit),
+            ).fetchall()
+            return [str(row[0]) for row in rows]
+
+        return await self._write(op)
 
 
 def create_private(path: Path) -> None:

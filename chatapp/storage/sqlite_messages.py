@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import Message, MessageGone, Reaction, RoomEvent, StorageError, TooManyReactions
-from .models import MESSAGE_DELETED, MESSAGE_EDITED, REACTION
+from .models import MESSAGE_DELETED, MESSAGE_EDITED, REACTION, join_mentions, split_mentions
 
 MESSAGE_COLUMNS = (
     "m.id, r.slug, m.seq, u.username, m.body, m.created_at, m.nonce, m.edited_at,"
-    " m.reply_to, m.deleted"
+    " m.reply_to, m.deleted, m.mentions"
 )
 MESSAGE_FROM = "messages m JOIN users u ON u.id = m.author_id JOIN rooms r ON r.id = m.room_id"
 # Reactions of some messages (``{ids}``: placeholders), emoji in the order they first
@@ -36,7 +36,8 @@ REACTIONS_OF = (
 
 def message_from_row(row: Any) -> Message:
     return Message(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-                   deleted=bool(row[9]))
+                   deleted=bool(row[9]), mentions=split_mentions(row[10]))
+
 
 
 def group_reactions(rows: list[Any]) -> dict[int, tuple[Reaction, ...]]:
@@ -62,6 +63,7 @@ class NewMessage:
     nonce: str | None
     created_at: str
     reply_to: int | None = None
+    mentions: tuple[str, ...] = ()
 
 
 Outcome = tuple[Message, bool] | BaseException
@@ -105,19 +107,19 @@ def insert_messages(conn: sqlite3.Connection, batch: list[NewMessage]) -> list[O
         fresh.append((index, last_seq[new.room_id]))
 
     if fresh:
-        values = ",".join("(?,?,?,?,?,?,?)" for _ in fresh)
+        values = ",".join("(?,?,?,?,?,?,?,?)" for _ in fresh)
         params: list[Any] = []
         for index, seq in fresh:
             new = batch[index]
             params += [new.room_id, seq, new.author_id, new.body, new.nonce, new.created_at,
-                       new.reply_to]
+                       new.reply_to, join_mentions(new.mentions)]
         # Two statements: a savepoint keeps them all or nothing (the caller retries a
         # failed run message by message).
         conn.execute("SAVEPOINT insert_messages")
         try:
             inserted = conn.execute(
                 "INSERT INTO messages (room_id, seq, author_id, body, nonce, created_at,"
-                f" reply_to) VALUES {values} RETURNING id, room_id, seq",
+                f" reply_to, mentions) VALUES {values} RETURNING id, room_id, seq",
                 params,
             ).fetchall()
             events = ",".join("(?,?,'message',?)" for _ in inserted)
@@ -136,7 +138,7 @@ def insert_messages(conn: sqlite3.Connection, batch: list[NewMessage]) -> list[O
             new = batch[index]
             message = Message(ids[(new.room_id, seq)], slugs[new.room_id], seq,
                               usernames[new.author_id], new.body, new.created_at, new.nonce,
-                              reply_to=new.reply_to)
+                              reply_to=new.reply_to, mentions=new.mentions)
             outcomes[index] = (message, True)
 
     for index, new in enumerate(batch):
@@ -163,7 +165,7 @@ def _stored_nonces(
         " WHERE m.author_id = k.column1 AND m.nonce = k.column2",
         params,
     ).fetchall()
-    return {(row[10], row[6]): message_from_row(row) for row in rows}
+    return {(row[11], row[6]): message_from_row(row) for row in rows}
 
 
 # Writer-thread helpers for the events that change a message (edit, delete, react).
@@ -189,7 +191,10 @@ def load_message(conn: sqlite3.Connection, message_id: int) -> Message | None:
     if row is None:
         return None
     rows = conn.execute(REACTIONS_OF.format(ids="?"), (message_id,)).fetchall()
-    return replace(message_from_row(row), reactions=group_reactions(rows).get(message_id, ()))
+    from .sqlite_uploads import attachments_now  # (it builds on this module)
+
+    return replace(message_from_row(row), reactions=group_reactions(rows).get(message_id, ()),
+                   attachments=attachments_now(conn, message_id))
 
 
 def live_body(conn: sqlite3.Connection, message_id: int) -> str:
@@ -220,7 +225,10 @@ def append_event(
     return int(row[0])
 
 
-def edit(conn: sqlite3.Connection, message_id: int, body: str, now: str) -> RoomEvent | None:
+def edit(
+    conn: sqlite3.Connection, message_id: int, body: str, now: str,
+    mentions: tuple[str, ...] = (),
+) -> RoomEvent | None:
     with savepoint(conn, "edit_message"):
         old = live_body(conn, message_id)
         if old == body:
@@ -230,7 +238,8 @@ def edit(conn: sqlite3.Connection, message_id: int, body: str, now: str) -> Room
             (message_id, old, now),
         )
         conn.execute(
-            "UPDATE messages SET body = ?, edited_at = ? WHERE id = ?", (body, now, message_id)
+            "UPDATE messages SET body = ?, edited_at = ?, mentions = ? WHERE id = ?",
+            (body, now, join_mentions(mentions), message_id),
         )
         seq = append_event(conn, MESSAGE_EDITED, message_id)
     message = load_message(conn, message_id)
@@ -242,9 +251,12 @@ def delete(conn: sqlite3.Connection, message_id: int) -> RoomEvent:
     with savepoint(conn, "delete_message"):
         live_body(conn, message_id)
         # The body and every earlier one go; the row stays for its id (replies, links).
-        conn.execute("UPDATE messages SET deleted = 1, body = '' WHERE id = ?", (message_id,))
+        conn.execute("UPDATE messages SET deleted = 1, body = '', mentions = NULL WHERE id = ?",
+                     (message_id,))
         conn.execute("DELETE FROM message_edits WHERE message_id = ?", (message_id,))
         conn.execute("DELETE FROM reactions WHERE message_id = ?", (message_id,))
+        # Its files go with it: detached, they are orphans the housekeeping removes.
+        conn.execute("UPDATE uploads SET message_id = NULL WHERE message_id = ?", (message_id,))
         seq = append_event(conn, MESSAGE_DELETED, message_id)
     message = load_message(conn, message_id)
     assert message is not None
