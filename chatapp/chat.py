@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+from . import mentions
 from .broker import BrokerError
 from .broker.hub import Hub
 from .emoji import is_reaction
@@ -26,7 +27,9 @@ from .limits import MEMBER_ADD_RATE, ROOM_CREATE_RATE, Limits, MemoryLimits
 from .names import InvalidNameError, clean_name, name_keys
 from .storage import (
     MAX_REACTIONS,
+    NOTIFY_CHOICES,
     SYNC_LIMIT,
+    AttachmentRefused,
     Message,
     MessageGone,
     MessagePage,
@@ -43,6 +46,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 4000
 MAX_NONCE = 64
+MAX_ATTACHMENTS = 10
 MAX_ROOM_NAME = 64
 MAX_SLUG = 200  # longer than any slug the app makes
 PAGE_DEFAULT, PAGE_MAX = 50, 200
@@ -94,17 +98,31 @@ def is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT
 
 
-def clean_body(body: Any) -> str:
+def clean_body(body: Any, *, may_be_empty: bool = False) -> str:
+    """``may_be_empty``: a message with attachments needs no text (SPEC §5)."""
+    if may_be_empty and body is None:
+        return ""
     if not is_text(body):
         raise ChatError("invalid", "body must be a string", "body")
     body = body.strip()
     if len(body) > MAX_BODY:
         raise ChatError("too_large", f"body must be at most {MAX_BODY} characters", "body")
-    if not body:
+    if not body and not may_be_empty:
         raise ChatError("invalid", f"body must be 1–{MAX_BODY} characters", "body")
     if CONTROL_CHARS.search(body):
         raise ChatError("invalid", "body must not contain control characters", "body")
     return body
+
+
+def clean_attachments(value: Any) -> tuple[int, ...]:
+    """Upload ids to attach (SPEC §10): a list of at most MAX_ATTACHMENTS, no repeats."""
+    if value is None:
+        return ()
+    if (not isinstance(value, list) or len(value) > MAX_ATTACHMENTS
+            or not all(is_count(v) and v > 0 for v in value) or len(set(value)) != len(value)):
+        raise ChatError("invalid", f"attachments must be a list of at most {MAX_ATTACHMENTS}"
+                        " different upload ids", "attachments")
+    return tuple(value)
 
 
 def clean_nonce(nonce: Any) -> str | None:
@@ -174,18 +192,25 @@ class Chat:
         nonce: Any,
         stored: Callable[[Message, str], None] | None = None,
         reply_to: Any = None,
+        attachments: Any = None,
     ) -> Message:
         """Store a message (commit), tell ``stored`` (the sender's ack), then publish.
 
         ``stored`` gets the message and its JSON (``message_json``), encoded once for
         the ack and the room event. ``reply_to`` names a message of the same room.
         """
-        text, nonce = clean_body(body), clean_nonce(nonce)
+        files = clean_attachments(attachments)
+        text, nonce = clean_body(body, may_be_empty=bool(files)), clean_nonce(nonce)
         if reply_to is not None:
             await self._replied(room, reply_to)
-        message, created = await self.storage.add_message(
-            room.id, user.id, text, nonce, reply_to
-        )
+        try:
+            message, created = await self.storage.add_message(
+                room.id, user.id, text, nonce, reply_to, await self.mentioned(room, text),
+                files,
+            )
+        except AttachmentRefused:
+            raise ChatError("invalid", "attachments must be your own uploads, not attached"
+                            " to another message", "attachments") from None
         encoded = message_json(message)
         if stored is not None:
             stored(message, encoded)
@@ -194,6 +219,14 @@ class Chat:
         if created:
             await self._publish(room_channel(room.slug), message_event(message, encoded))
         return message
+
+    async def mentioned(self, room: Room, body: str) -> tuple[str, ...]:
+        """Who a body mentions: members of the room by username, "room" for @room."""
+        names = mentions.candidates(body)
+        if not names:
+            return ()
+        members = [] if names == [mentions.ROOM] else await self.storage.room_members(room.id)
+        return mentions.resolve(names, members)
 
     async def _replied(self, room: Room, reply_to: Any) -> None:
         if not is_count(reply_to) or reply_to == 0:
@@ -220,7 +253,7 @@ class Chat:
             raise ChatError("forbidden", "only its author may edit a message", "id")
         text = clean_body(body)
         event = None if text == message.body else await self._change(
-            self.storage.edit_message(message.id, text))
+            self.storage.edit_message(message.id, text, await self.mentioned(where, text)))
         return await self._answer(where, event, done)
 
     async def delete(
@@ -353,15 +386,34 @@ class Chat:
         await self._publish(room_channel(room.slug), encode("viewing", room=room.slug,
                                                                user=user.username))
 
-    async def mark_read(self, user: User, room: Room, seq: Any, origin: str) -> int:
+    async def mark_read(
+        self, user: User, room: Room, seq: Any, origin: str
+    ) -> tuple[int, int, int]:
+        """Set the read marker, forward or back; (marker, unread, unread mentions)."""
         if not is_count(seq):
             raise ChatError("invalid", "seq must be a non-negative integer", "seq")
         marker = await self.storage.mark_read(user.id, room.id, seq)
-        # A control event: each of the user's connections but the origin forwards it.
+        unread, mentioned = await self.storage.unread(user.id, room.id)
+        # A control event: each of the user's connections but the origin forwards it,
+        # with the counts at the new marker (a marker moved back raises them).
         await self._publish(
-            user_channel(user.id), encode("_read", room=room.slug, seq=marker, origin=origin)
+            user_channel(user.id), encode("_read", room=room.slug, seq=marker, origin=origin,
+                                          unread=unread, mentions=mentioned)
         )
-        return marker
+        return marker, unread, mentioned
+
+    async def set_notify(self, user: User, slug: Any, notify: Any) -> str:
+        """Which new messages of a room the user's browser announces (SPEC §9)."""
+        room = await self.room_for(user, slug, to_write=True)
+        if notify not in NOTIFY_CHOICES:
+            raise ChatError("invalid", "notify must be all, mentions or none", "notify")
+        if room.kind == "dm" and notify != "all":
+            raise ChatError("invalid", "direct messages always notify", "notify")
+        choice = str(notify)
+        await self.storage.set_notify(user.id, room.id, choice)
+        await self._publish(user_channel(user.id),
+                            encode("notify", room=room.slug, notify=choice))
+        return choice
 
     async def create_room(self, user: User, name: Any, kind: Any) -> RoomSummary:
         try:
@@ -377,7 +429,7 @@ class Chat:
                                 "too many new rooms; try again later")
         room = await self._create_with_free_slug(name, kind, user)
         summary = RoomSummary(room.id, room.slug, room.name, room.kind, 0, room.last_seq)
-        await self._announce_joined(user.id, summary)
+        await self.announce_joined(user.id, summary)
         return summary
 
     async def _refuse_clashing_name(self, user: User, name: str) -> None:
@@ -410,11 +462,14 @@ class Chat:
             raise ChatError("forbidden", "private rooms are joined by invitation")
         await self.storage.join(user.id, room.id)
         summary = RoomSummary(room.id, room.slug, room.name, room.kind, 0, room.last_seq)
-        await self._announce_joined(user.id, summary)
+        await self.announce_joined(user.id, summary)
         return summary
 
     async def add_member(self, user: User, slug: str, username: Any) -> RoomSummary:
         room = await self.room_for(user, slug, to_write=True)
+        if room.kind == "dm":
+            raise ChatError("forbidden", "nobody can be added to a direct message; start"
+                            " one with everyone instead")
         if not is_text(username):
             raise ChatError("invalid", "username must be a string", "username")
         member = await self.storage.user_by_name(username)
@@ -424,17 +479,19 @@ class Chat:
                                 "too many people added; try again later")
         await self.storage.join(member.id, room.id)
         summary = RoomSummary(room.id, room.slug, room.name, room.kind, 0, room.last_seq)
-        await self._announce_joined(member.id, summary)
+        await self.announce_joined(member.id, summary)
         return summary
 
     async def leave(self, user: User, slug: str) -> None:
         room = await self.room_for(user, slug, to_write=True)
+        if room.kind == "dm":
+            raise ChatError("forbidden", "a direct message cannot be left")
         await self.storage.leave(user.id, room.id)
         channel = user_channel(user.id)
         await self._publish(channel, encode("_leave", room=room.slug))
         await self._publish(channel, encode("room_left", room=room.slug))
 
-    async def _announce_joined(self, user_id: int, summary: RoomSummary) -> None:
+    async def announce_joined(self, user_id: int, summary: RoomSummary) -> None:
         # Connections subscribe to the room first (control), then tell the client.
         channel = user_channel(user_id)
         await self._publish(

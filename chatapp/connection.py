@@ -188,7 +188,8 @@ class Connection:
             self.rooms.pop(event["room"], None)
             hub.spawn(hub.remove(self.outbox, room_channel(event["room"])), name="ws-leave")
         elif kind == "_read" and event.get("origin") != self.id:
-            self.push(encode("read", room=event["room"], seq=event["seq"]))
+            self.push(encode("read", room=event["room"], seq=event["seq"],
+                             unread=event.get("unread"), mentions=event.get("mentions")))
 
 
 async def _send(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:
@@ -201,7 +202,7 @@ async def _send(conn: Connection, frame: dict[str, Any], ref: str | None) -> Non
         conn.push(ack_event(message, encoded, ref))
 
     await chat.post(conn.user, room, frame.get("body"), frame.get("nonce"), acknowledge,
-                    reply_to=frame.get("reply_to"))
+                    reply_to=frame.get("reply_to"), attachments=frame.get("attachments"))
 
 
 def _answer(conn: Connection, ref: str | None) -> Callable[[RoomEvent | None], None]:
@@ -254,7 +255,10 @@ async def _viewing(conn: Connection, frame: dict[str, Any], ref: str | None) -> 
 async def _read(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:
     chat = conn.services.chat
     room = await conn.member_room(frame.get("room"))
-    await chat.mark_read(conn.user, room, frame.get("seq"), origin=conn.id)
+    marker, unread, mentions = await chat.mark_read(conn.user, room, frame.get("seq"),
+                                                    origin=conn.id)
+    if ref is not None:  # asked for an answer (extension): the counts at the new marker
+        conn.reply("read", ref, room=room.slug, seq=marker, unread=unread, mentions=mentions)
 
 
 async def _ping(conn: Connection, frame: dict[str, Any], ref: str | None) -> None:

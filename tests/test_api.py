@@ -19,7 +19,7 @@ from .hashing import cheap_passwords
 
 MESSAGE_KEYS = {"id", "room", "seq", "author", "body", "created_at", "nonce", "edited_at",
                 "reply_to", "mentions", "reactions", "attachments", "bot"}
-ROOM_KEYS = {"slug", "name", "kind", "unread", "last_seq"}
+ROOM_KEYS = {"slug", "name", "kind", "unread", "mentions", "last_seq", "notify"}
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)$")
 
 
@@ -159,6 +159,7 @@ async def test_rooms_list_shape(alice):
     assert set(general) == ROOM_KEYS
     assert general == {
         "slug": "general", "name": "general", "kind": "public", "unread": 0, "last_seq": 0,
+        "mentions": 0, "notify": "all",
     }
 
 

@@ -351,7 +351,8 @@ async def test_unread_counts_and_read_marker(storage: Storage) -> None:
 
     assert await storage.mark_read(bob.id, room.id, 2) == 2
     assert await unread(bob) == 1
-    assert await storage.mark_read(bob.id, room.id, 1) == 2  # never back
+    assert await storage.mark_read(bob.id, room.id, 1) == 1  # back: "mark unread"
+    assert await unread(bob) == 2
     assert await storage.mark_read(bob.id, room.id, 99) == 4  # never past last_seq
     assert await unread(bob) == 0
     await storage.add_message(room.id, alice.id, "a3", None)

@@ -550,7 +550,8 @@ async def test_read_reaches_the_users_other_connections_and_unread_follows(auth)
     assert await unread(alice) == 3
     async with connect(alice) as a1, connect(alice) as a2:
         await a1.send("read", room=GENERAL, seq=2)
-        assert await a2.expect("read") == {"type": "read", "room": GENERAL, "seq": 2}
+        assert await a2.expect("read") == {"type": "read", "room": GENERAL, "seq": 2,
+                                           "unread": 1, "mentions": 0}
         assert of_type(await a1.until_pong(), "read") == []
         assert await unread(alice) == 1
 

@@ -6,12 +6,13 @@ from typing import Any
 
 from quart import Blueprint, current_app, request
 
+from .. import dms
 from ..chat import PAGE_DEFAULT, PAGE_MAX, ChatError
 from ..errors import ApiError, json_error
 from ..limits import RateLimitError
 from ..security import UNSAFE_METHODS, CSRFError, bearer_authenticated, check_csrf, current_user
 from ..services import services
-from ..storage import Message, User
+from ..storage import Message, RoomSummary, User
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_ID = 2**63 - 1  # ids are 64-bit in both engines
@@ -95,13 +96,35 @@ async def create_room() -> Any:
     return summary.to_json(), 201
 
 
+@bp.put("/rooms/<slug>/notify")
+async def set_notify(slug: str) -> Any:
+    """Which new messages of a room the caller's browser announces."""
+    data = await _json_object()
+    notify = await services().chat.set_notify(_user(), slug, data.get("notify"))
+    return {"room": slug, "notify": notify}
+
+
+@bp.post("/dms")
+async def open_dm() -> Any:
+    """The direct message of the caller and 1–8 others: made once (201), then found (200)."""
+    data = await _json_object()
+    summary, created = await dms.open_dm(services().chat, _user(), data.get("users"))
+    return summary.to_json(), 201 if created else 200
+
+
+@bp.get("/users")
+async def users() -> Any:
+    """Everyone with an account, to pick people from."""
+    return {"users": [u.to_json() for u in await services().storage.users()]}
+
+
 @bp.get("/rooms/directory")
 async def directory() -> Any:
     """Public rooms the caller has not joined."""
     svc = services()
     mine = {room.slug for room in await svc.storage.rooms_of(_user().id)}
     rooms = [
-        {"slug": r.slug, "name": r.name, "kind": r.kind, "unread": 0, "last_seq": r.last_seq}
+        RoomSummary(r.id, r.slug, r.name, r.kind, 0, r.last_seq).to_json()
         for r in await svc.storage.public_rooms()
         if r.slug not in mine
     ]
@@ -119,6 +142,14 @@ async def leave(slug: str) -> Any:
     """Leave a room."""
     await services().chat.leave(_user(), slug)
     return {"left": slug}
+
+
+@bp.get("/rooms/<slug>/members")
+async def members(slug: str) -> Any:
+    """The usernames of a room's members (for @ mentions)."""
+    svc = services()
+    room = await svc.chat.room_for(_user(), slug)
+    return {"members": await svc.storage.room_members(room.id)}
 
 
 @bp.post("/rooms/<slug>/members")
@@ -151,7 +182,8 @@ async def post_message(slug: str) -> Any:
     await svc.limits.check(f"api:{user.id}", current_app.config["CHATAPP_API_RATE"],
                            "too many messages; slow down")
     message = await svc.chat.post(user, room, data.get("body"), data.get("nonce"),
-                                  reply_to=data.get("reply_to"))
+                                  reply_to=data.get("reply_to"),
+                                  attachments=data.get("attachments"))
     return message.to_json(), 201
 
 
