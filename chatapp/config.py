@@ -28,6 +28,10 @@ DEFAULTS: dict[str, Any] = {
     # Open websockets per user, all workers and hosts together (SPEC §6).
     "CHATAPP_MAX_CONNECTIONS_PER_USER": "20",
     "CHATAPP_TRUSTED_PROXIES": "0",
+    # Uploads (SPEC §10): the largest file, and where files live (default
+    # <instance>/uploads).
+    "CHATAPP_UPLOAD_MAX_MB": "25",
+    "CHATAPP_UPLOAD_DIR": "",
     "CHATAPP_LOG_FORMAT": "text",
     "CHATAPP_LOG_LEVEL": "INFO",
 }
@@ -105,6 +109,7 @@ def load(
     if compression not in ("on", "off"):
         raise ConfigError(f"CHATAPP_WS_COMPRESSION must be on or off, got {compression!r}")
     config["CHATAPP_WS_COMPRESSION"] = compression == "on"
+    _uploads(config, instance)
     _front_door(config, production)
     origins = config["CHATAPP_ALLOWED_ORIGINS"]
     if isinstance(origins, str):
@@ -115,6 +120,18 @@ def load(
         config["CHATAPP_DATABASE_URL"] = f"sqlite:///{instance / 'chatapp.db'}"
     config["CHATAPP_DATABASE_URL"] = _resolve_sqlite_url(str(config["CHATAPP_DATABASE_URL"]))
     return config
+
+
+def _uploads(config: dict[str, Any], instance: Path) -> None:
+    try:
+        max_mb = float(str(config["CHATAPP_UPLOAD_MAX_MB"]).strip())
+    except ValueError:
+        max_mb = 0
+    if not 0 < max_mb < 1024 * 1024:  # also refuses nan
+        raise ConfigError("CHATAPP_UPLOAD_MAX_MB must be a positive number of megabytes, "
+                          f"got {config['CHATAPP_UPLOAD_MAX_MB']!r}")
+    config["CHATAPP_UPLOAD_MAX_MB"] = max_mb
+    config["CHATAPP_UPLOAD_DIR"] = str(Path(config["CHATAPP_UPLOAD_DIR"] or instance / "uploads"))
 
 
 def _front_door(config: dict[str, Any], production: bool) -> None:

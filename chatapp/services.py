@@ -9,6 +9,7 @@ import logging
 import os
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 from quart import Quart, current_app
@@ -25,6 +26,7 @@ from .metrics import Metrics, create_metrics
 from .passwords import Passwords
 from .presence import Presence
 from .storage import Storage, StorageUnavailable, StoreInUse, open_storage
+from .uploads import Uploads
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class Services:
     metrics: Metrics
     idle: IdleSweeper
     housekeeper: Housekeeper
+    uploads: Uploads
     connections: set[Any] = field(default_factory=set)
     _lock: IO[str] | None = None
     link: StorageLink | None = None
@@ -68,8 +71,11 @@ def init_app(app: Quart) -> None:
         metrics=metrics,
         idle=IdleSweeper(config["CHATAPP_IDLE_TIMEOUT"], connections),
         housekeeper=Housekeeper(storage),
+        uploads=Uploads(storage, limits, Path(config["CHATAPP_UPLOAD_DIR"]),
+                        int(config["CHATAPP_UPLOAD_MAX_MB"] * 1024 * 1024)),
         connections=connections,
     )
+    services.housekeeper.add("uploads", services.uploads.prune)  # orphans (SPEC §10)
     services.chat.stored_counter = services.metrics.messages_stored
     hub.catch_up = services.chat.catch_up
     app.extensions["chatapp"] = services

@@ -1,0 +1,239 @@
+"""Uploads over HTTP (SPEC §10): ``POST /api/v1/uploads`` streams a multipart body to
+disk; ``GET /uploads/<id>/<name>`` and ``/uploads/thumbnails/<id>`` serve files to
+those who may read them.
+
+Quart reads a request body into a buffer as fast as the client sends it, whatever
+the view does with it. For the upload route a gate in front of the ASGI ``receive``
+holds the next chunk back while FLOW_LIMIT bytes wait unread, so the client is slowed
+down by TCP instead of filling this process's memory; the view parses the multipart
+stream as it comes (werkzeug's sans-I/O decoder) and writes the file out in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import unicodedata
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+from quart import Blueprint, Quart, Response, abort, request
+from quart.wrappers.request import Body
+from quart.wrappers.response import FileBody
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import Data, Epilogue, File, MultipartDecoder, NeedData
+
+from ..errors import ApiError, json_error
+from ..limits import RateLimitError
+from ..security import current_user
+from ..services import services
+from ..uploads import UploadError
+from . import api
+
+bp = Blueprint("files", __name__)
+
+UPLOAD_PATH = "/api/v1/uploads"
+GATE_KEY = "chatapp.upload_gate"
+FLOW_LIMIT = 256 * 1024  # request bytes Quart may hold unread for an upload
+MULTIPART_SLACK = 64 * 1024  # headers and boundaries around the file
+# What a served file may do when opened on its own: nothing (no script, no form, no
+# plugin); images still show. Set before the app's own CSP, which it replaces.
+FILE_CSP = "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"
+CACHE = "private, max-age=86400"  # per user; the content under a URL never changes
+
+
+class Gate:
+    """How many request bytes wait unread; the receiver waits while too many do."""
+
+    def __init__(self) -> None:
+        self.unread = 0
+        self.drained = asyncio.Event()
+
+    async def wait(self) -> None:
+        while self.unread >= FLOW_LIMIT:
+            self.drained.clear()
+            await self.drained.wait()
+
+
+class GatedBody(Body):
+    """Quart's request body, telling the gate what it holds (no size cap of its own:
+    the gate bounds it, and the view counts the file)."""
+
+    def __init__(self, expected_content_length: int | None, gate: Gate) -> None:
+        super().__init__(expected_content_length, None)
+        self._gate = gate
+
+    def append(self, data: bytes) -> None:
+        super().append(data)
+        self._gate.unread = len(self._data)
+
+    async def __anext__(self) -> bytes:
+        data = await super().__anext__()
+        self._gate.unread = 0
+        self._gate.drained.set()
+        return data
+
+
+def install(app: Quart) -> None:
+    """Gate the upload route's body (ASGI middleware plus a request class)."""
+    inner = app.asgi_app
+    base = app.request_class
+
+    async def gated(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == UPLOAD_PATH and scope["method"] == "POST":
+            gate = Gate()
+            scope = {**scope, GATE_KEY: gate}
+
+            async def gated_receive() -> Any:
+                await gate.wait()
+                return await receive()
+
+            await inner(scope, gated_receive, send)
+        else:
+            await inner(scope, receive, send)
+
+    class GatedRequest(base):  # type: ignore[valid-type,misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            gate = self.scope.get(GATE_KEY)
+            if gate is not None:
+                self.body = GatedBody(self.content_length, gate)
+
+    app.request_class = GatedRequest
+    app.asgi_app = gated  # type: ignore[method-assign]
+
+
+async def upload() -> Any:
+    """Store one file (multipart field ``file``); 201 with the upload object."""
+    user = current_user()
+    assert user is not None  # the API blueprint authenticated the request
+    uploads = services().uploads
+    declared = request.content_length
+    if declared is not None and declared > uploads.max_bytes + MULTIPART_SLACK:
+        raise UploadError(413, "too_large",
+                          f"the file is larger than {uploads.max_bytes // (1024 * 1024)} MB")
+    mimetype, options = parse_options_header(request.headers.get("Content-Type", ""))
+    boundary = options.get("boundary", "")
+    if mimetype != "multipart/form-data" or not boundary or len(boundary) > 200:
+        raise ApiError(400, "send multipart/form-data with a file field", "invalid", "file")
+    await uploads.check_rate(user)
+    parts = MultipartFile(request.body, boundary.encode("latin-1", "replace"))
+    filename = await parts.find("file")
+    stored = await uploads.store(user, filename, parts.data())
+    return stored.to_json(), 201
+
+
+api.bp.add_url_rule("/uploads", view_func=upload, methods=["POST"])
+
+
+@bp.errorhandler(UploadError)
+@api.bp.errorhandler(UploadError)
+async def upload_refused(error: UploadError) -> Any:
+    return json_error(error.status, error.message, error.code, error.field)
+
+
+@bp.errorhandler(RateLimitError)
+async def rate_limited(error: RateLimitError) -> Any:
+    response = json_error(429, error.message, error.code)
+    response.headers["Retry-After"] = error.retry_after_header
+    return response
+
+
+class MultipartFile:
+    """One file field of a multipart stream, read as it arrives."""
+
+    def __init__(self, body: AsyncIterator[bytes], boundary: bytes) -> None:
+        self._body = body
+        # No memory cap here: what it buffers is bounded by the gate's chunks.
+        self._decoder = MultipartDecoder(boundary, max_form_memory_size=None, max_parts=32)
+        self._ended = False
+
+    async def _next(self) -> Any:
+        while True:
+            try:
+                event = self._decoder.next_event()
+            except (ValueError, RequestEntityTooLarge):
+                raise ApiError(400, "the multipart body is malformed", "invalid",
+                               "file") from None
+            if not isinstance(event, NeedData):
+                return event
+            if self._ended:
+                raise ApiError(400, "the multipart body ends too early", "invalid", "file")
+            chunk = await _next_chunk(self._body)
+            if chunk is None:
+                self._ended = True
+            self._decoder.receive_data(chunk)
+
+    async def find(self, field: str) -> str | None:
+        """Skip to the file part named ``field``; its file name (None if it has none)."""
+        while True:
+            event = await self._next()
+            if isinstance(event, File) and event.name == field:
+                return event.filename
+            if isinstance(event, Epilogue):
+                raise ApiError(422, f"no file in the {field!r} field", "invalid", field)
+
+    async def data(self) -> AsyncIterator[bytes]:
+        while True:
+            event = await self._next()
+            if not isinstance(event, Data):
+                raise ApiError(400, "the multipart body is malformed", "invalid", "file")
+            if event.data:
+                yield event.data
+            if not event.more_data:
+                return
+
+
+async def _next_chunk(body: AsyncIterator[bytes]) -> bytes | None:
+    try:
+        return await body.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+@bp.get("/uploads/<int:upload_id>/<path:name>")
+async def download(upload_id: int, name: str) -> Any:
+    """The file, to its uploader and the members of a room where it is attached."""
+    return await _serve(upload_id, name=name)
+
+
+@bp.get("/uploads/thumbnails/<int:upload_id>")
+async def thumbnail(upload_id: int) -> Any:
+    """An image's thumbnail, to those who may read the image."""
+    return await _serve(upload_id, thumbnail=True)
+
+
+async def _serve(upload_id: int, *, name: str | None = None, thumbnail: bool = False) -> Any:
+    uploads = services().uploads
+    found = await uploads.readable(current_user(), upload_id)
+    if found is None or (name is not None and name != found.name):
+        abort(404)
+    if thumbnail and found.width is None:
+        abort(404)
+    stored = await uploads.served(found, thumbnail)
+    try:
+        size = (await asyncio.to_thread(stored.path.stat)).st_size
+    except FileNotFoundError:
+        abort(404)
+    response = Response(FileBody(stored.path), content_type=stored.content_type)
+    response.content_length = size
+    response.set_etag(found.disk_key + ("-t" if thumbnail else ""))
+    response.headers["Cache-Control"] = CACHE
+    response.headers["Content-Security-Policy"] = FILE_CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Accept-Ranges"] = "bytes"
+    response.headers["Content-Disposition"] = content_disposition(
+        found.name, inline=stored.inline)
+    await response.make_conditional(request, accept_ranges=True, complete_length=size)
+    return response
+
+
+def content_disposition(name: str, *, inline: bool) -> str:
+    """``inline`` or ``attachment`` with an ASCII ``filename`` and the exact name in
+    ``filename*`` (RFC 5987/6266)."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    ascii_name = "".join(c for c in ascii_name if c.isprintable() and c not in '"\\')
+    quoted = quote(name, safe="!#$&+^`|~-._")
+    kind = "inline" if inline else "attachment"
+    return f"{kind}; filename=\"{ascii_name or 'file'}\"; filename*=UTF-8''{quoted}"
