@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from chatapp.search import parse as parse_search
 from chatapp.storage import (
     GENERAL_ROOM,
     MAX_REACTIONS,
@@ -531,3 +533,120 @@ async def test_concurrent_changes_on_several_hosts_leave_no_gaps(
     final = await hosts[2].message(target.id)
     assert final is not None and final.body == "target 5"
     assert sum(len(r.users) for r in final.reactions) == 18
+
+
+# search (SPEC §12): the engines' full-text indexes behind one query shape
+async def found(storage: Storage, user: User, q: str, *, before: int | None = None,
+                limit: int = 20, room_id: int | None = None) -> list[str]:
+    query = parse_search(q)
+    if room_id is not None:
+        query = replace(query, room_id=room_id)
+    page = await storage.search(user.id, query, before=before, limit=limit)
+    return [m.body for m in page.messages]
+
+
+async def test_search_by_prefix_case_and_accents(storage: Storage) -> None:
+    (alice,) = await users(storage, "alice")
+    room = await general(storage)
+    for body in ("We DEPLOYED the café build", "crème brûlée at the École",
+                 "deploy.sh failed", "nothing to see", "Привет мир", "snake_case_name"):
+        await storage.add_message(room.id, alice.id, body, None)
+    assert await found(storage, alice, "deplo") == ["deploy.sh failed",
+                                                    "We DEPLOYED the café build"]
+    assert await found(storage, alice, "CAFE") == ["We DEPLOYED the café build"]
+    assert await found(storage, alice, "café") == ["We DEPLOYED the café build"]
+    assert await found(storage, alice, "creme brulee ecole") == ["crème brûlée at the École"]
+    assert await found(storage, alice, "deploy.sh") == ["deploy.sh failed"]
+    assert await found(storage, alice, "привет") == ["Привет мир"]
+    assert await found(storage, alice, "case") == ["snake_case_name"]
+    assert await found(storage, alice, "eploy") == []  # prefixes, not any substring
+    assert await found(storage, alice, "deployed nothing") == []  # every word must match
+
+
+async def test_search_phrases(storage: Storage) -> None:
+    (alice,) = await users(storage, "alice")
+    room = await general(storage)
+    for body in ("the build is red", "red is the build", "the builder is red"):
+        await storage.add_message(room.id, alice.id, body, None)
+    assert await found(storage, alice, '"the build"') == ["red is the build",
+                                                          "the build is red"]
+    assert await found(storage, alice, '"build is"') == ["the build is red"]
+    assert await found(storage, alice, '"the build') == [  # still typing: a prefix
+        "the builder is red", "red is the build", "the build is red"]
+    assert await found(storage, alice, '"is the build" red') == ["red is the build"]
+
+
+async def test_search_syntax_from_users_is_only_words(storage: Storage) -> None:
+    (alice,) = await users(storage, "alice")
+    room = await general(storage)
+    await storage.add_message(room.id, alice.id, "near the * star - OR NOT: and", None)
+    for q in ('NEAR(a b)', '* star', '-star', 'NOT', '"OR"', 'and:', "body:star", "{star}",
+              "st'ar", "star^", "'near'", "\\star", "(star", "star)"):
+        assert len(await found(storage, alice, q)) <= 1, q
+    assert await found(storage, alice, "NEAR") == ["near the * star - OR NOT: and"]
+    assert await found(storage, alice, "*star*") == ["near the * star - OR NOT: and"]
+
+
+async def test_search_filters_and_permissions(storage: Storage) -> None:
+    alice, bob, carol = await users(storage, "alice", "bob", "carol")
+    room = await general(storage)
+    public = await storage.create_room("ops", "Ops", "public", bob.id)
+    secret = await storage.create_room("secret", "Secret", "private", bob.id)
+    dm, _ = await storage.create_dm("dm-x", f"{bob.id},{carol.id}", "bob, carol",
+                                    [bob.id, carol.id])
+    await storage.add_message(room.id, alice.id, "report from alice", None)
+    await storage.add_message(room.id, bob.id, "report from bob", None)
+    await storage.add_message(public.id, bob.id, "report in ops", None)
+    await storage.add_message(secret.id, bob.id, "report in secret", None)
+    await storage.add_message(dm.id, bob.id, "report in dm", None)
+    everything = ["report in dm", "report in secret", "report in ops", "report from bob",
+                  "report from alice"]
+    assert await found(storage, bob, "report") == everything
+    assert await found(storage, carol, "report") == [
+        "report in dm", "report in ops", "report from bob", "report from alice"]
+    # alice is in neither the private room nor the DM; ops is public, though not joined
+    assert await found(storage, alice, "report") == [
+        "report in ops", "report from bob", "report from alice"]
+    assert await found(storage, alice, "report in:secret") == []
+    assert await found(storage, alice, f"report in:{dm.slug}") == []
+    assert await found(storage, bob, "report in:secret") == ["report in secret"]
+    assert await found(storage, bob, "report from:ALICE") == ["report from alice"]
+    assert await found(storage, bob, "report from:@bob in:general") == ["report from bob"]
+    assert await found(storage, bob, "report from:alice from:bob in:general in:ops") == [
+        "report in ops", "report from bob", "report from alice"]
+    assert await found(storage, bob, "report from:nobody") == []
+    assert await found(storage, bob, "report", room_id=public.id) == ["report in ops"]
+
+
+async def test_search_follows_edits_and_deletes(storage: Storage) -> None:
+    alice, bob = await users(storage, "alice", "bob")
+    room = await general(storage)
+    message, _ = await storage.add_message(room.id, alice.id, "first draft", None)
+    other, _ = await storage.add_message(room.id, alice.id, "draft two", None)
+    await storage.edit_message(message.id, "final wording")
+    assert await found(storage, bob, "first") == []
+    assert await found(storage, bob, "final") == ["final wording"]
+    assert await found(storage, bob, "draft") == ["draft two"]
+    await storage.delete_message(other.id)
+    assert await found(storage, bob, "draft") == []
+    await storage.edit_message(message.id, "final draft")
+    assert await found(storage, bob, "draft") == ["final draft"]
+    (hit,) = (await storage.search(bob.id, parse_search("final"), before=None,
+                                   limit=5)).messages
+    assert hit.edited_at is not None and hit.author == "alice" and hit.room == GENERAL_ROOM
+
+
+async def test_search_pages_newest_first(storage: Storage) -> None:
+    (alice,) = await users(storage, "alice")
+    room = await general(storage)
+    ids = [(await storage.add_message(room.id, alice.id, f"page word {i}", None))[0].id
+           for i in range(7)]
+    await storage.react(ids[6], alice.id, "👍", True)
+    query = parse_search("word")
+    first = await storage.search(alice.id, query, before=None, limit=3)
+    assert [m.id for m in first.messages] == ids[6:3:-1] and first.has_more
+    assert first.messages[0].reactions[0].emoji == "👍"
+    second = await storage.search(alice.id, query, before=ids[4], limit=3)
+    assert [m.id for m in second.messages] == ids[3:0:-1] and second.has_more
+    last = await storage.search(alice.id, query, before=ids[1], limit=3)
+    assert [m.id for m in last.messages] == ids[:1] and not last.has_more

@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from chatapp.search import parse as parse_search
 from chatapp.storage import GENERAL_ROOM, Storage, open_storage
 from chatapp.storage.postgres import split_url
 from chatapp.storage.postgres_schema import MIGRATIONS as PG_MIGRATIONS
@@ -44,6 +45,11 @@ async def check_upgraded(storage: Storage) -> None:
     assert bob is not None and alice is not None
     (summary,) = [r for r in await storage.rooms_of(bob.id) if r.slug == GENERAL_ROOM]
     assert summary.unread == 1  # "hello 4" by alice, after bob's marker at 3
+    # Migration 6 indexed the old messages for search (private ones for members only).
+    found = await storage.search(bob.id, parse_search("hel"), before=None, limit=10)
+    assert [m.body for m in found.messages] == [f"hello {i}" for i in range(4, -1, -1)]
+    found = await storage.search(bob.id, parse_search('"ops 2"'), before=None, limit=10)
+    assert [m.body for m in found.messages] == ["ops 2"]
 
     # The stream goes on where it was, and the new kinds work on old messages.
     message, created = await storage.add_message(general.id, alice.id, "after", "n-new")

@@ -18,10 +18,13 @@ from .models import (
     User,
     UserListing,
 )
+from .search import Phrase, SearchQuery
 
 __all__ = [
     "NOTIFY_CHOICES",
     "Message",
+    "Phrase",
+    "SearchQuery",
     "MessageGone",
     "MessagePage",
     "Reaction",
@@ -284,6 +287,14 @@ class Storage(ABC):
     async def events_after(self, room_id: int, seq: int, limit: int) -> list[RoomEvent]:
         """Room events of every kind with seq > ``seq`` in order, at most ``limit``,
         each against its message's current state (``RoomEvent.replay``)."""
+
+    @abstractmethod
+    async def search(
+        self, user_id: int, query: SearchQuery, *, before: int | None, limit: int
+    ) -> MessagePage:
+        """Live messages matching ``query`` that the user may read (public rooms, rooms
+        they are a member of), newest first, ids below ``before``; ``has_more`` when
+        more match past this page (see ``storage.search``)."""
 
     # uploads (SPEC §10)
     @abstractmethod

@@ -48,6 +48,7 @@ from .models import isoformat, join_mentions, summary_from_row, utcnow
 from .postgres_events import MESSAGE_COLUMNS, MESSAGE_FROM, with_reactions
 from .postgres_events import message_from_row as _message
 from .postgres_schema import MIGRATIONS
+from .search import SearchQuery, postgres_search
 
 log = logging.getLogger(__name__)
 
@@ -645,6 +646,15 @@ class PostgresStorage(Storage):
     async def events_after(self, room_id: int, seq: int, limit: int) -> list[RoomEvent]:
         async with self._conn() as conn:
             return await events.events_after(conn, room_id, seq, limit)
+
+    async def search(
+        self, user_id: int, query: SearchQuery, *, before: int | None, limit: int
+    ) -> MessagePage:
+        sql, params = postgres_search(query, user_id, before, limit, MESSAGE_COLUMNS)
+        async with self._conn() as conn:
+            rows = await conn.fetch(sql, *params)
+            page = [_message(row) for row in rows[:limit]]
+            return MessagePage(await with_reactions(conn, page), len(rows) > limit)
 
     async def message(self, message_id: int) -> Message | None:
         async with self._conn() as conn:

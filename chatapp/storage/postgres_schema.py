@@ -127,4 +127,49 @@ MIGRATIONS: list[str] = [
     CREATE INDEX uploads_message ON uploads(message_id) WHERE message_id IS NOT NULL;
     CREATE INDEX uploads_orphans ON uploads(created_at) WHERE message_id IS NULL;
     """,
+    # 6: full-text search (SPEC §12). ``chatapp_fold`` lowers a text and strips its
+    # accents: with the unaccent extension when it can be had (created in ``public``
+    # if missing; a trusted extension, so a database owner may), else with a fixed
+    # table of the Latin-1 accented letters (README: Search). It is IMMUTABLE so a
+    # stored generated column can use it: ``search`` follows every send, edit and
+    # delete in the writer's own transaction, and the GIN index answers ``@@``. Every
+    # run of other characters becomes a space first, so words are split as chatapp
+    # splits a query (and as SQLite's unicode61 does): "deploy.sh" is deploy + sh.
+    """
+    DO $migration$
+    DECLARE
+        where_unaccent name;
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'unaccent') THEN
+            BEGIN
+                CREATE EXTENSION unaccent SCHEMA public;
+            EXCEPTION WHEN OTHERS THEN
+                NULL;  -- not installed on the server, or not allowed: the fallback
+            END;
+        END IF;
+        SELECT n.nspname INTO where_unaccent FROM pg_extension e
+            JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'unaccent';
+        IF where_unaccent IS NOT NULL THEN
+            EXECUTE format(
+                'CREATE FUNCTION chatapp_fold(text) RETURNS text LANGUAGE sql IMMUTABLE'
+                ' STRICT PARALLEL SAFE AS %L',
+                format('SELECT lower(%I.unaccent(%L::regdictionary, $1))',
+                       where_unaccent, quote_ident(where_unaccent) || '.unaccent'));
+            INSERT INTO meta (key, value) VALUES ('search_fold', 'unaccent');
+        ELSE
+            CREATE FUNCTION chatapp_fold(text) RETURNS text LANGUAGE sql IMMUTABLE
+                STRICT PARALLEL SAFE AS $fold$
+                SELECT lower(translate($1,
+                    'ÀÁÂÃÄÅàáâãäåÇçÈÉÊËèéêëÌÍÎÏìíîïÑñÒÓÔÕÖØòóôõöøÙÚÛÜùúûüÝýÿ',
+                    'AAAAAAaaaaaaCcEEEEeeeeIIIIiiiiNnOOOOOOooooooUUUUuuuuYyy'))
+            $fold$;
+            INSERT INTO meta (key, value) VALUES ('search_fold', 'translate');
+        END IF;
+    END
+    $migration$;
+    ALTER TABLE messages ADD COLUMN search tsvector
+        GENERATED ALWAYS AS (to_tsvector('simple'::regconfig,
+            regexp_replace(chatapp_fold(body), '[^[:alnum:]]+', ' ', 'g'))) STORED;
+    CREATE INDEX messages_search ON messages USING gin (search);
+    """,
 ]

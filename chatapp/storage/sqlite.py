@@ -42,6 +42,7 @@ from . import sqlite_messages as one
 from . import sqlite_uploads as uploads
 from .migrations import check_version, split_sql
 from .models import isoformat, summary_from_row, utcnow
+from .search import SearchQuery, sqlite_search
 from .sqlite_messages import (
     MESSAGE_COLUMNS,
     MESSAGE_FROM,
@@ -752,6 +753,14 @@ class SQLiteStorage(Storage):
             RoomEvent.replay(row[1], row[0], message, json.loads(row[2]) if row[2] else None)
             for row, message in zip(rows, messages, strict=True)
         ]
+
+    async def search(
+        self, user_id: int, query: SearchQuery, *, before: int | None, limit: int
+    ) -> MessagePage:
+        sql, params = sqlite_search(query, user_id, before, limit, MESSAGE_COLUMNS)
+        rows = await self._all(sql, params)
+        page = [_message(row) for row in rows[:limit]]
+        return MessagePage(await self._with_reactions(page), len(rows) > limit)
 
     # uploads (SPEC §10)
     async def add_upload(

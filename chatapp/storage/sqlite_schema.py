@@ -142,4 +142,29 @@ MIGRATIONS: list[str] = [
     CREATE INDEX uploads_message ON uploads(message_id) WHERE message_id IS NOT NULL;
     CREATE INDEX uploads_orphans ON uploads(created_at) WHERE message_id IS NULL;
     """,
+    # 6: full-text search (SPEC §12). An external-content FTS5 index of live message
+    # bodies (the text is kept once, in ``messages``), rowid = message id. unicode61
+    # folds case and, with remove_diacritics 2, accents ("cafe" finds "Café"); prefix
+    # indexes for 2 and 3 characters keep short prefixes (what people type first) to
+    # one index lookup; longer prefixes, phrases and whole words need none. Triggers
+    # keep it in step with sends, edits and deletes in their own transaction (on the
+    # writer's group-commit batch); a deleted message leaves the index.
+    """
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        body, content='messages', content_rowid='id',
+        tokenize='unicode61 remove_diacritics 2', prefix='2 3'
+    );
+    INSERT INTO messages_fts (rowid, body) SELECT id, body FROM messages WHERE NOT deleted;
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN NOT NEW.deleted BEGIN
+        INSERT INTO messages_fts (rowid, body) VALUES (NEW.id, NEW.body);
+    END;
+    CREATE TRIGGER messages_fts_update AFTER UPDATE OF body, deleted ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, body)
+            SELECT 'delete', OLD.id, OLD.body WHERE NOT OLD.deleted;
+        INSERT INTO messages_fts (rowid, body) SELECT NEW.id, NEW.body WHERE NOT NEW.deleted;
+    END;
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN NOT OLD.deleted BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', OLD.id, OLD.body);
+    END;
+    """,
 ]
