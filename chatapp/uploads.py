@@ -29,6 +29,9 @@ from .storage import Storage, Upload, User
 ORPHAN_AGE = timedelta(hours=24)
 MAX_NAME = 255  # characters of a file name kept (the extension survives a cut)
 WRITE_BATCH = 256 * 1024  # bytes gathered before one write in the worker thread
+# Images decoded at once per process: decoding costs about 4 bytes per pixel a few
+# times over (up to the 40-megapixel cap), so a burst of uploads queues instead.
+DECODING_AT_ONCE = 2
 
 
 class UploadError(Exception):
@@ -81,6 +84,7 @@ class Uploads:
         self.limits = limits
         self.directory = directory
         self.max_bytes = max_bytes
+        self._decoding = asyncio.Semaphore(DECODING_AT_ONCE)
 
     def prepare(self) -> None:
         """Create the directory, readable by its owner only (blocking: at start)."""
@@ -107,8 +111,9 @@ class Uploads:
             width = height = None
             if files.is_image(content_type):
                 try:
-                    info = await asyncio.to_thread(
-                        files.make_safe_image, part, self._path(key), self._thumb(key))
+                    async with self._decoding:
+                        info = await asyncio.to_thread(
+                            files.make_safe_image, part, self._path(key), self._thumb(key))
                 except files.ImageRefusedError as refused:
                     raise UploadError(422, "invalid", str(refused)) from None
                 content_type, width, height = info.content_type, info.width, info.height

@@ -3,6 +3,7 @@ sync, and who may GET a file, how it is served."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 from datetime import timedelta
@@ -14,6 +15,7 @@ from PIL import Image
 from quart import Quart
 from quart.testing import QuartClient
 
+from chatapp import create_app
 from chatapp.limits import UPLOAD_RATE
 from chatapp.storage.models import utcnow
 
@@ -354,3 +356,56 @@ async def test_uploads_are_rate_limited_per_user(app, auth, storage) -> None:
     assert status == 429 and data["error"]["code"] == "rate_limited"
     bob = await person(auth, "bob")  # one budget per user
     assert (await bob.upload(b"fine", "y.txt"))[0] == 201
+
+
+async def test_the_body_is_read_at_the_pace_it_is_written(tmp_path) -> None:
+    """Quart alone would pull the whole body into memory as fast as it arrives; the
+    gate lets at most a few hundred KiB wait between the socket and the file."""
+    app = create_app(conftest.test_config(tmp_path, CHATAPP_UPLOAD_MAX_MB="16"))
+    cheap_passwords(app)
+    async with app.test_app():
+        alice = await person(AuthActions(app), "alice")
+        cookie = "; ".join(f"{c.name}={c.value}" for c in alice.client.cookie_jar)
+        size = 8 * 1024 * 1024
+        body, headers = multipart(b"z" * size, "big.bin")
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "POST", "scheme": "http", "path": "/api/v1/uploads",
+            "raw_path": b"/api/v1/uploads", "query_string": b"", "root_path": "",
+            "headers": [(b"host", b"localhost"), (b"cookie", cookie.encode()),
+                        (b"x-csrf-token", alice.csrf.encode()),
+                        (b"content-type", headers["Content-Type"].encode()),
+                        (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80), "extensions": {},
+        }
+        directory = upload_dir(app)
+        handed = 0
+        most_waiting = 0
+        answered = asyncio.Event()
+        statuses: list[int] = []
+
+        def on_disk() -> int:
+            return sum(p.stat().st_size for p in directory.glob("*.part"))
+
+        async def receive() -> dict[str, Any]:
+            nonlocal handed, most_waiting
+            if handed < len(body):
+                if handed > 0:
+                    most_waiting = max(most_waiting, handed - on_disk())
+                chunk = body[handed:handed + 64 * 1024]
+                handed += len(chunk)
+                return {"type": "http.request", "body": chunk,
+                        "more_body": handed < len(body)}
+            await answered.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+            elif not message.get("more_body"):
+                answered.set()
+
+        await app(scope, receive, send)  # type: ignore[arg-type]
+        assert statuses == [201]
+        assert handed == len(body)
+        assert most_waiting < 1024 * 1024, most_waiting
