@@ -224,6 +224,10 @@ class PostgresStorage(Storage):
                         GENERAL_ROOM, now,
                     )
                 await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
+            fold = await conn.fetchval("SELECT value FROM meta WHERE key = 'search_fold'")
+            if fold == "translate":
+                log.warning("PostgreSQL had no unaccent extension when search was set up:"
+                            " search folds only Latin-1 accents (README: Search)")
 
     @asynccontextmanager
     async def _conn(self, pool: asyncpg.Pool | None = None) -> AsyncIterator[asyncpg.Connection]:

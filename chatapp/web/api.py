@@ -6,7 +6,7 @@ from typing import Any
 
 from quart import Blueprint, current_app, request
 
-from .. import dms
+from .. import dms, search
 from ..chat import PAGE_DEFAULT, PAGE_MAX, ChatError
 from ..errors import ApiError, json_error
 from ..limits import RateLimitError
@@ -162,14 +162,30 @@ async def add_member(slug: str) -> Any:
 
 @bp.get("/rooms/<slug>/messages")
 async def messages(slug: str) -> Any:
-    """A keyset page of a room's history, ascending by id."""
+    """A keyset page of a room's history, ascending by id (or centred on ``around``)."""
     svc = services()
     room = await svc.chat.room_for(_user(), slug)
     limit = _int_arg("limit", PAGE_DEFAULT, 1, PAGE_MAX)
     before = _int_arg("before", low=0, high=MAX_ID)
     after = _int_arg("after", low=0, high=MAX_ID)
+    centre = _int_arg("around", low=1, high=MAX_ID - 1)
+    if centre is not None:
+        if before is not None or after is not None:
+            raise ApiError(422, "around goes without before and after", "invalid", "around")
+        return (await search.around(svc.chat, room, centre, limit)).to_json()
     page = await svc.chat.history(room, before, after, limit)
     return {"messages": [m.to_json() for m in page.messages], "has_more": page.has_more}
+
+
+@bp.get("/search")
+async def search_messages() -> Any:
+    """Messages the caller may read that match ``q``, newest first."""
+    found = await search.search(
+        services().chat, _user(), request.args.get("q"), room=request.args.get("room"),
+        before=_int_arg("before", low=1, high=MAX_ID),
+        limit=_int_arg("limit", search.LIMIT_DEFAULT, 1, search.LIMIT_MAX),
+    )
+    return found.to_json()
 
 
 @bp.post("/rooms/<slug>/messages")

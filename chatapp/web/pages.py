@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, abort, render_template, request
 from quart.typing import ResponseReturnValue
 
-from ..chat import ChatError
+from ..chat import MAX_INT, ChatError
 from ..security import current_user
 from ..services import services
 from ..storage import GENERAL_ROOM, RoomSummary
@@ -26,7 +26,19 @@ async def room(slug: str) -> ResponseReturnValue:
     return await _chat_page(slug)
 
 
-async def _chat_page(slug: str) -> ResponseReturnValue:
+@bp.route("/messages/<int:message_id>")
+async def permalink(message_id: int) -> ResponseReturnValue:
+    """Open a message's room scrolled to it (404 for someone who may not read it)."""
+    user = current_user()
+    if user is None:
+        return see_other(login_url(request.path))
+    message = await services().storage.message(message_id) if message_id <= MAX_INT else None
+    if message is None or message.deleted:
+        abort(404, "There is no such message, or you may not read it.")
+    return await _chat_page(message.room, focus=message.id)
+
+
+async def _chat_page(slug: str, focus: int | None = None) -> ResponseReturnValue:
     user = current_user()
     if user is None:
         return see_other(login_url(request.path))
@@ -34,6 +46,8 @@ async def _chat_page(slug: str) -> ResponseReturnValue:
     try:
         room = await svc.chat.room_for(user, slug)
     except ChatError:
+        if focus is not None:
+            abort(404, "There is no such message, or you may not read it.")
         abort(404, "There is no such room, or it is private.")
     rooms = await svc.storage.rooms_of(user.id)
     current = next((r for r in rooms if r.slug == room.slug), None)
@@ -46,5 +60,6 @@ async def _chat_page(slug: str) -> ResponseReturnValue:
         room=current,
         joined=any(r.slug == room.slug for r in rooms),
         online=await svc.presence.online(),
+        focus=focus,
     )
     return Response(html, mimetype="text/html")
