@@ -116,10 +116,13 @@ async def register_users(base: str, names: list[str], concurrency: int = 4) -> l
 
 # --------------------------------------------------------------------------
 # s5: seed a big history straight into SQLite (server stopped), schema read from the DB.
-def seed_sqlite(db: Path, rooms: dict[str, int], author: str) -> dict[str, tuple[int, int]]:
+def seed_sqlite(
+    db: Path, rooms: dict[str, int], author: str, readers: dict[str, str] | None = None
+) -> dict[str, tuple[int, int]]:
     """Insert `count` messages into each room slug (created as public rooms with `author` as
     member when missing). The insert trigger that bumps rooms.last_seq per row is dropped
     for the bulk load, last_seq set once, and the trigger restored from its own SQL.
+    ``readers`` {slug: username} makes that user a member who has read nothing there.
     Returns {slug: (first_id, last_id)}."""
     con = sqlite3.connect(db)
     con.execute("PRAGMA journal_mode=WAL")
@@ -171,6 +174,13 @@ def seed_sqlite(db: Path, rooms: dict[str, int], author: str) -> dict[str, tuple
                     "SELECT min(id) FROM messages WHERE room_id=? AND seq>?", (rid, last)
                 ).fetchone()[0]
         cur.execute("UPDATE rooms SET last_seq=? WHERE id=?", (last + count, rid))
+        reader = (readers or {}).get(slug)
+        if reader is not None:
+            cur.execute(
+                "INSERT OR IGNORE INTO memberships (user_id, room_id, last_read_seq, joined_at)"
+                " SELECT id, ?, 0, ? FROM users WHERE username = ?",
+                (rid, now, reader),
+            )
         last_id = cur.execute("SELECT max(id) FROM messages WHERE room_id=?", (rid,)).fetchone()[0]
         out[slug] = (first_id, last_id)
     for _, sql in triggers:

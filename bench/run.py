@@ -564,26 +564,30 @@ async def s4(target: Chatapp, cfg: Config) -> dict:
         target.stop()
 
 
-async def _timed_get(http: aiohttp.ClientSession, url: str) -> float:
+async def _timed_get(http: aiohttp.ClientSession, url: str, page: bool = True) -> float:
+    """One GET's time; it must answer a page of 50 messages (or, without ``page``, 200)."""
     t0 = time.perf_counter_ns()
     async with http.get(url) as r:
         body = await r.json()
-        if r.status != 200 or len(body.get("messages", [])) != 50:
+        if r.status != 200 or (page and len(body.get("messages", [])) != 50):
             raise RuntimeError(f"GET {url}: {r.status} {str(body)[:200]}")
     return time.perf_counter_ns() - t0
 
 
 async def s5(target: Chatapp, cfg: Config) -> dict:
-    """History page of 50: latest page and a random deep page (before=ID), p50/p99."""
+    """History page of 50: latest page and a random deep page (before=ID), p50/p99; and
+    the room list (GET /api/v1/rooms, the summaries of `hello`) of a member who has read
+    none of a room's messages, one reader per room."""
     target.start()
     try:
-        await target.cookies(1, prefix="historian")
+        await target.cookies(1 + len(cfg.s5_sizes), prefix="historian")
         author = target.users[0].name
+        readers = {slug: u.name for slug, u in zip(cfg.s5_sizes, target.users[1:], strict=True)}
     finally:
         await target.close_users()
         target.stop()
     t0 = time.perf_counter()
-    ranges = seed_sqlite(Path(target.db_path), cfg.s5_sizes, author)
+    ranges = seed_sqlite(Path(target.db_path), cfg.s5_sizes, author, readers)
     seed_s = time.perf_counter() - t0
     log(f"  s5 seeded {cfg.s5_sizes} in {seed_s:.1f}s")
     target.start(fresh=False)
@@ -603,10 +607,22 @@ async def s5(target: Chatapp, cfg: Config) -> dict:
                 await _timed_get(u.http, f"{url}&before={rnd.randint(lo + 100, hi)}")
                 for _ in range(cfg.s5_requests)
             ]
+            reader = User(target.base, readers[slug])
+            target.users.append(reader)
+            await reader.login_post(await reader.login_form())
+            rooms_url = f"{target.base}/api/v1/rooms"
+            for _ in range(10):  # warm
+                await _timed_get(reader.http, rooms_url, page=False)
+            listed = [await _timed_get(reader.http, rooms_url, page=False)
+                      for _ in range(cfg.s5_requests)]
+            async with reader.http.get(rooms_url) as r:
+                unread = {x["slug"]: x["unread"] for x in (await r.json())["rooms"]}
             out[slug] = {
                 "messages": count,
                 "latest_ms": lg.percentiles(latest),
                 "deep_ms": lg.percentiles(deep),
+                "rooms_ms": lg.percentiles(listed),
+                "unread": unread.get(slug),
             }
         return out
     finally:
@@ -845,12 +861,15 @@ def targets_table(res: dict) -> list[tuple[str, str, str, str]]:
     s5 = get("s5", "chatapp") or {}
     if "hist-small" in s5 and "hist-big" in s5:
         nb, ns = s5["hist-big"]["messages"], s5["hist-small"]["messages"]
-        for kind in ("latest_ms", "deep_ms"):
+        for kind in ("latest_ms", "deep_ms", "rooms_ms"):
+            if kind not in s5["hist-big"]:
+                continue
+            what = "room list, all unread:" if kind == "rooms_ms" else f"{kind[:-3]} page:"
             r = _ratio(s5["hist-big"][kind]["p99"], s5["hist-small"][kind]["p99"])
             rows.append(
                 (
                     "s5",
-                    f"p99 {kind[:-3]} page: {nb:,} msgs ≤ 2× {ns:,} msgs",
+                    f"p99 {what} {nb:,} msgs ≤ 2× {ns:,} msgs",
                     _f(r, 2),
                     verdict(None if r is None else r <= 2.0),
                 )
@@ -1005,16 +1024,18 @@ def write_markdown(res: dict, path: Path) -> None:
             lines.extend(
                 [
                     "| room | messages | latest p50 ms | latest p99 ms | deep p50 ms "
-                    "| deep p99 ms |",
-                    "|---" * 6 + "|",
+                    "| deep p99 ms | room list p50 ms | room list p99 ms | unread shown |",
+                    "|---" * 9 + "|",
                 ]
             )
             for slug, r in r5.items():
                 if isinstance(r, dict):
+                    rooms = r.get("rooms_ms") or {}
                     lines.append(
                         f"| {slug} | {_f(r['messages'])} | {_f(r['latest_ms']['p50'], 2)} "
                         f"| {_f(r['latest_ms']['p99'], 2)} | {_f(r['deep_ms']['p50'], 2)} "
-                        f"| {_f(r['deep_ms']['p99'], 2)} |"
+                        f"| {_f(r['deep_ms']['p99'], 2)} | {_f(rooms.get('p50'), 2)} "
+                        f"| {_f(rooms.get('p99'), 2)} | {_f(r.get('unread'))} |"
                     )
             lines.append(f"\nSeeding took {r5['seed_s']} s (sqlite3, server stopped).")
     for name6, r6 in res.get("s6", {}).items():

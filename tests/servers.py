@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.cookiejar
 import json
 import os
@@ -28,6 +29,17 @@ def events_of(frame: str | bytes) -> list[dict[str, Any]]:
     """The events of one server frame: a single event or a JSON array of them."""
     data = json.loads(frame)
     return data if isinstance(data, list) else [data]
+
+
+async def close_code(ws: Any, timeout: float = 10) -> int | None:
+    """Read a ``websockets`` connection until the server closes; the code it sent."""
+    import websockets
+
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), timeout)
+    except websockets.ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ from wsproto.extensions import PerMessageDeflate
 from chatapp.server import OutFrame, deflate_frame, text_frame
 
 from .conftest import server_env
-from .servers import Browser, Server, events_of
+from .servers import Browser, Server, close_code, events_of
 
 EVENT = json.dumps({"type": "message", "room": "general", "seq": 7,
                     "message": {"body": "the same words again and again " * 20}})
@@ -154,7 +154,7 @@ async def test_a_compressed_bomb_closes_1009_without_inflating(server: Server) -
         await ws.recv()
         # ~200 KiB on the wire, 200 MiB once inflated.
         await ws.send("\x00" * 200 * 1024 * 1024)
-        assert await _close_code(ws) == 1009
+        assert await close_code(ws) == 1009
     assert _rss_kib(worker) - before < 20 * 1024, "the server inflated the frame"
 
 
@@ -172,15 +172,7 @@ async def test_compressed_frames_in_are_read_and_each_stands_alone(server: Serve
             assert events_of(await asyncio.wait_for(ws.recv(), 10)) == [
                 {"type": "pong", "ref": f"r{number}" * 5}]
         await ws.send("x" * 70_000)  # over 64 KiB once inflated, whatever the wire size
-        assert await _close_code(ws) == 1009
-
-
-async def _close_code(ws: Any, timeout: float = 10) -> int | None:
-    try:
-        while True:
-            await asyncio.wait_for(ws.recv(), timeout)
-    except websockets.ConnectionClosed as closed:
-        return closed.rcvd.code if closed.rcvd else None
+        assert await close_code(ws) == 1009
 
 
 def _rss_kib(pid: int) -> int:

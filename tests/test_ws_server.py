@@ -16,7 +16,7 @@ import websockets
 from websockets.frames import Frame, Opcode
 
 from .conftest import server_env
-from .servers import Browser, Server, events_of
+from .servers import Browser, Server, close_code, events_of
 
 pytestmark = pytest.mark.slow
 
@@ -25,15 +25,6 @@ def user(server: Server, name: str) -> Browser:
     browser = Browser(server.base)
     assert browser.register(name) == 303
     return browser
-
-
-async def close_code(ws: Any, timeout: float = 10) -> int | None:
-    """Read until the server closes; return the close code it sent."""
-    try:
-        while True:
-            await asyncio.wait_for(ws.recv(), timeout)
-    except websockets.ConnectionClosed as closed:
-        return closed.rcvd.code if closed.rcvd else None
 
 
 async def test_handshake_needs_a_session(server: Server) -> None:
