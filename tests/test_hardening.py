@@ -390,3 +390,20 @@ async def test_static_file_names_the_os_refuses_are_404(client: Any) -> None:
     for name in ("a" * 300, "a%00b.js", "x/" * 3000 + "y"):
         response = await client.get("/static/" + name)
         assert response.status_code == 404, name
+
+
+async def test_huge_numbers_in_urls_and_queries_are_refused_cleanly(app: Any, auth: Any) -> None:
+    cheap_passwords(app)
+    client, csrf = await auth.user("alice")
+    digits = "9" * 5000
+    for path in (f"/api/v1/rooms/general/messages?before={digits}",
+                 f"/api/v1/rooms/general/messages?limit={digits}",
+                 "/api/v1/rooms/general/messages?after=1e999",
+                 f"/api/v1/messages/{digits}/edits",
+                 f"/api/v1/messages/{2**64}/edits"):
+        response = await client.get(path)
+        assert response.status_code in (400, 404, 422), (path[:60], response.status_code)
+        assert (await response.get_json())["error"]["status"] == response.status_code
+    response = await client.patch(f"/api/v1/messages/{digits}", json={"body": "x"},
+                                  headers={"X-CSRF-Token": csrf})
+    assert response.status_code in (400, 404, 422)
