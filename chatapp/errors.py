@@ -9,6 +9,7 @@ from quart import Quart, Request, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError, NotFound
 
 from . import jsonin
+from .limits import RateLimitError
 from .storage import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,14 @@ def init_app(app: Quart) -> None:
         message = "The database is unavailable right now; try again shortly."
         response = json_error(503, message) if wants_json() else await html_error(503, message)
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+    @app.errorhandler(RateLimitError)
+    async def handle_rate_limited(error: RateLimitError) -> Response:
+        # Any per-user limit (chatapp.limits), wherever it is checked: 429, never a 500.
+        response = (json_error(429, error.message, error.code) if wants_json()
+                    else await html_error(429, error.message))
+        response.headers["Retry-After"] = error.retry_after_header
         return response
 
     @app.errorhandler(Exception)

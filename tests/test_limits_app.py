@@ -14,7 +14,7 @@ from quart import Quart
 import chatapp.chat
 from chatapp import create_app
 from chatapp.config import ConfigError, Rate, load
-from chatapp.limits import MemoryLimits
+from chatapp.limits import MemoryLimits, RateLimitError
 from chatapp.storage.models import utcnow
 
 from .conftest import PASSWORD, AuthActions
@@ -143,3 +143,18 @@ async def test_a_burst_of_right_logins_from_one_address_all_succeed(app: Quart) 
                     scope_base={"client": ("10.8.8.8", 40000)})
         for client, token in zip(clients, tokens, strict=True)))
     assert [r.status_code for r in responses] == [303] * 25
+
+
+async def test_a_limit_hit_on_any_route_is_a_429_page_not_a_500(tmp_path: Path) -> None:
+    app = create_app(make_config(tmp_path))
+
+    @app.get("/limited-page")
+    async def limited_page() -> str:
+        raise RateLimitError(11.2, "too many tries")
+
+    async with app.test_app():
+        response = await app.test_client().get("/limited-page")
+        assert response.status_code == 429
+        assert response.headers["Retry-After"] == "12"
+        assert response.mimetype == "text/html"
+        assert "too many tries" in await response.get_data(as_text=True)

@@ -9,7 +9,6 @@ from quart import Blueprint, current_app, request
 from .. import dms, search
 from ..chat import PAGE_DEFAULT, PAGE_MAX, ChatError
 from ..errors import ApiError, json_error
-from ..limits import RateLimitError
 from ..security import UNSAFE_METHODS, CSRFError, bearer_authenticated, check_csrf, current_user
 from ..services import services
 from ..storage import Message, RoomSummary, User
@@ -33,13 +32,6 @@ async def authenticate() -> None:
 async def chat_error(error: ChatError) -> Any:
     # An error handler's own exception is not handled again: answer directly.
     return json_error(error.status, error.message, error.code, error.field)
-
-
-@bp.errorhandler(RateLimitError)
-async def rate_limited(error: RateLimitError) -> Any:
-    response = json_error(429, error.message, error.code)
-    response.headers["Retry-After"] = error.retry_after_header
-    return response
 
 
 def _user() -> User:
