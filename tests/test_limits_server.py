@@ -296,3 +296,33 @@ async def test_limits_fail_open_per_process_while_redis_is_away(tmp_path: Path) 
     finally:
         server.kill()
         redis.kill()
+
+
+async def test_typing_is_relayed_once_per_2s_across_processes(tmp_path: Path) -> None:
+    env = {"CHATAPP_DATABASE_URL": f"sqlite:///{tmp_path / 'shared.db'}",
+           "CHATAPP_BROKER_URL": redis_broker()}
+    a = Server(tmp_path / "a", env).start()
+    b = Server(tmp_path / "b", env).start()
+    try:
+        alice = logged_in(a)
+        bob = await Socket.open(a, logged_in(a, "bob"))
+        on_a, on_b = await Socket.open(a, alice), await Socket.open(b, same_user_on(b, alice))
+        # Two tabs on two processes, at once (well within the 2 s).
+        await on_a.ws.send(json.dumps({"type": "typing", "room": "general"}))
+        await on_b.ws.send(json.dumps({"type": "typing", "room": "general"}))
+        # A message published after each, on the same room from the same process: once
+        # bob has both, a second typing would have arrived too.
+        await on_b.ws.send(json.dumps({"type": "send", "room": "general", "body": "hi",
+                                       "nonce": "after-typing"}))
+        await on_a.ws.send(json.dumps({"type": "send", "room": "general", "body": "hi",
+                                       "nonce": "after-typing-a"}))
+        deadline = time.monotonic() + 30
+        while len(bob.of_type("message")) < 2:
+            assert time.monotonic() < deadline, f"bob got {bob.events}"
+            await asyncio.sleep(0.02)
+        assert len(bob.of_type("typing")) == 1
+        for socket in (bob, on_a, on_b):
+            await socket.close()
+    finally:
+        a.kill()
+        b.kill()
