@@ -36,6 +36,9 @@ class Wire(Protocol):
 
     # True when the fan-out's own frames (an ``OutFrame``) are valid on this connection.
     framed: bool
+    # When bytes last came from the client (``time.monotonic``), protocol pings and
+    # pongs included, which the app never sees (the idle sweeper reads it).
+    heard_at: float
 
     def writable(self) -> bool:
         """True if a frame written now goes straight out, in order."""

@@ -79,10 +79,14 @@ WIRE: list[Check] = [
          "stream_id"]
      and {"app_put", "task_group", "send", "closed", "state"}
      <= _names("hypercorn.protocol.ws_stream:WSStream.__init__")),
-    ("WSStream._accept(message), app_send(message), handle() calling task_group.spawn_app",
+    ("WSStream._accept(message), app_send(message), handle(event) calling "
+     "task_group.spawn_app and receiving the client's bytes as protocol.events.Data",
      lambda: _params("hypercorn.protocol.ws_stream:WSStream._accept") == ["self", "message"]
      and _params("hypercorn.protocol.ws_stream:WSStream.app_send") == ["self", "message"]
-     and {"spawn_app", "app_put"} <= _names("hypercorn.protocol.ws_stream:WSStream.handle")),
+     and _params("hypercorn.protocol.ws_stream:WSStream.handle") == ["self", "event"]
+     and {"spawn_app", "app_put", "Data"}
+     <= _names("hypercorn.protocol.ws_stream:WSStream.handle")
+     and _attr("hypercorn.protocol.events:Data") is not None),
     ("WSStream.connection._proto.extensions (wsproto Connection._proto)",
      lambda: "_proto" in _names("wsproto.connection:Connection.__init__")
      and "extensions" in _names("wsproto.frame_protocol:FrameProtocol.__init__")),
