@@ -112,6 +112,18 @@ def _load_prototypes() -> dict[str, str]:
         prototype = max(group, key=lambda c: (len(edges[c]), c.isascii(), -ord(c)))
         for char in group:
             prototypes[char] = prototype
+    # A sequence may hold characters that map on ("Ø" -> "O" + U+0338 -> "O" + U+0337):
+    # map them through, so that a skeleton's skeleton is itself.
+    for _ in range(3):
+        changed = False
+        for char, target in prototypes.items():
+            mapped = "".join(prototypes.get(c, c) for c in unicodedata.normalize("NFD", target))
+            mapped = unicodedata.normalize("NFD", mapped)
+            if mapped != target:
+                prototypes[char] = mapped
+                changed = True
+        if not changed:
+            break
     return prototypes
 
 
