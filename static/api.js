@@ -17,7 +17,7 @@ export function goToLogin() {
   location.assign(`/login?next=${encodeURIComponent(next)}`);
 }
 
-export async function api(path, { method = 'GET', body } = {}) {
+export async function api(path, { method = 'GET', body, signal } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (!['GET', 'HEAD', 'OPTIONS'].includes(method)) headers['X-CSRF-Token'] = csrfToken();
@@ -27,6 +27,7 @@ export async function api(path, { method = 'GET', body } = {}) {
       method,
       headers,
       credentials: 'same-origin',
+      signal, // a search aborts the request it no longer wants
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {

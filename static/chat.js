@@ -10,6 +10,7 @@ import { Outbox } from './outbox.js';
 import { Room, renderOnline as drawOnline, renderRooms as drawRooms, renderTitle } from './rooms.js';
 import { isRoomEvent, quoteOf } from './roomstream.js';
 import { MessageActions } from './message-actions.js';
+import { setupSearch } from './search.js';
 import { setupRoomDialogs } from './dialogs.js';
 import {
   announce, closeDrawers, notify, setupChrome, setupNotifyButton, toast,
@@ -74,6 +75,7 @@ const actions = new MessageActions({
   onEdit: (m) => composer.edit(m),
   onDelete: deleteMessage,
   onShowEdits: showEdits,
+  onCopyLink: copyLink,
 });
 
 const socket = new Socket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`, {
@@ -470,7 +472,8 @@ function makeTimeline(room) {
 function showRoom(room) {
   if (!room.timeline) {
     makeTimeline(room);
-    loadLatest(room);
+    if (room.focusMessage) loadAround(room, room.focusMessage);
+    else loadLatest(room);
   }
   els.host.replaceChildren(room.timeline.el);
   const saved = room.timeline.savedScroll;
@@ -772,6 +775,101 @@ async function showEdits(m) {
   }
 }
 
+// Permalinks and search results (SPEC §12): a room opened at one message.
+const FILL_PAGE = 200;
+const FILL_PAGES = 10; // newer messages joined up with the live end: at most 2,000
+
+/** Open a room at a message: scroll to it when loaded, else load the room around it. */
+function openMessage(slug, id) {
+  const room = state.rooms.get(slug);
+  if (!room) {
+    location.assign(`/messages/${encodeURIComponent(id)}`); // not joined: the permalink page
+    return;
+  }
+  if (room.timeline?.rowOf(id)) {
+    openRoom(slug, { push: true });
+    jumpTo(room, id);
+    return;
+  }
+  room.focusMessage = id;
+  if (room.timeline) {
+    room.timeline.savedScroll = null;
+    if (slug === state.current) loadAround(room, id);
+    else room.timeline = null; // showRoom makes a fresh one, loaded around the message
+  }
+  openRoom(slug, { push: true });
+}
+
+/**
+ * Load a room's timeline centred on a message: the page around it (older ones
+ * load on scroll as usual), then the newer pages up to the newest message, so the
+ * room's live stream carries on from there. Further back than FILL_PAGES pages of
+ * newer messages: the latest page instead, and the reader is told.
+ */
+async function loadAround(room, id) {
+  room.focusMessage = null;
+  room.loading = true;
+  room.timeline.setStatus('loading');
+  const base = `/api/v1/rooms/${encodeURIComponent(room.slug)}/messages`;
+  let messages;
+  let hasOlder;
+  let more;
+  try {
+    const data = await api(`${base}?around=${encodeURIComponent(id)}&limit=${PAGE}`);
+    messages = data.messages ?? [];
+    hasOlder = Boolean(data.has_more);
+    more = Boolean(data.has_more_after);
+    for (let i = 0; more && messages.length && i < FILL_PAGES; i += 1) {
+      const next = await api(`${base}?after=${messages[messages.length - 1].id}&limit=${FILL_PAGE}`);
+      messages = messages.concat(next.messages ?? []);
+      more = Boolean(next.has_more);
+    }
+  } catch (err) {
+    room.loading = false;
+    if (err instanceof ApiError && err.status === 404) {
+      toast('That message was deleted, or you may not read it.', { kind: 'info' });
+      loadLatest(room);
+    } else {
+      room.timeline.setStatus('error', err instanceof ApiError ? err.message : '');
+    }
+    return;
+  }
+  if (state.rooms.get(room.slug) !== room && state.preview !== room) return; // left meanwhile
+  if (more) {
+    room.loading = false;
+    toast('That message is too far back to open here; search finds it.', { kind: 'info' });
+    loadLatest(room);
+    return;
+  }
+  for (const m of messages) {
+    if (m.nonce && state.outbox.has(m.nonce) && m.author === me.username) dropOutbox(m.nonce);
+  }
+  applyingLive = false;
+  room.stream.reset(messages, messages.length ? 0 : room.lastSeq, {
+    render: () => room.timeline.reset(messages, hasOlder),
+  });
+  requestSync(room);
+  if (room.slug === state.current) {
+    room.timeline.savedScroll = null;
+    room.timeline.rowOf(id)?.scrollIntoView({ block: 'center' });
+    state.pinned = isAtBottom();
+    observeTop(room);
+    jumpTo(room, id);
+    scheduleRead();
+  }
+}
+
+/** "Copy link" in a message's menu: its permalink on the clipboard. */
+async function copyLink(m) {
+  const url = `${location.origin}/messages/${m.id}`;
+  try {
+    await navigator.clipboard.writeText(url);
+    toast('Link copied.', { kind: 'info', timeout: 2500 });
+  } catch {
+    toast(`Copy this link: ${url}`, { kind: 'info', timeout: 12000 });
+  }
+}
+
 /** Scroll to a loaded message and highlight it for a moment (reply quotes). */
 function jumpTo(room, id) {
   const row = room.timeline?.rowOf(id);
@@ -895,7 +993,19 @@ function init() {
   renderRooms();
   renderOnline();
   const room = currentRoom();
+  // A permalink (/messages/<id>) opens its room at that message.
+  if (room && body.dataset.focusMessage) room.focusMessage = Number(body.dataset.focusMessage);
   if (room) showRoom(room); // history loads alongside the websocket handshake
+  setupSearch({
+    input: $('search-input'),
+    panel: $('search-results'),
+    roomName: (slug) => {
+      const r = state.rooms.get(slug) ?? (state.preview?.slug === slug ? state.preview : null);
+      if (!r) return `#${slug}`;
+      return r.kind === 'dm' ? r.name : `#${r.name}`;
+    },
+    onOpen: openMessage,
+  });
 
   els.roomList.addEventListener('click', (ev) => {
     const link = ev.target.closest('a[data-slug]');
