@@ -172,6 +172,11 @@ async def test_over_the_size_limit_is_413_and_nothing_stays(app, auth) -> None:
     status, _ = await alice.upload(b"x" * (2 * 1024 * 1024), "bigger.txt")
     assert status == 413
     assert list(upload_dir(app).iterdir()) == []
+    # The rest of a refused body may still be on its way: the connection closes.
+    body, headers = multipart(b"x" * (2 * 1024 * 1024), "big.txt")
+    response = await alice.client.post("/api/v1/uploads", data=body,
+                                       headers={**headers, "X-CSRF-Token": alice.csrf})
+    assert response.status_code == 413 and response.headers["Connection"] == "close"
     # Exactly the limit is fine.
     data = await alice.uploaded(b"y" * (1024 * 1024), "fits.txt")
     assert data["size"] == 1024 * 1024

@@ -127,6 +127,17 @@ async def upload() -> Any:
 api.bp.add_url_rule("/uploads", view_func=upload, methods=["POST"])
 
 
+@api.bp.after_request
+async def close_after_refusal(response: Response) -> Response:
+    """A refused upload may leave part of its body unread on the connection (413 at
+    once, 429, a malformed part): HTTP/1.1 then closes it, or the rest of the body
+    would be taken for the next request on it."""
+    if (request.path == UPLOAD_PATH and response.status_code >= 400
+            and request.http_version.startswith("1")):
+        response.headers["Connection"] = "close"
+    return response
+
+
 @bp.errorhandler(UploadError)
 @api.bp.errorhandler(UploadError)
 async def upload_refused(error: UploadError) -> Any:
