@@ -266,7 +266,7 @@ async def test_public_room_named_like_a_private_room_reveals_nothing(app: Any, a
     assert (await bob.get(f"/api/v1/rooms/{secret}/messages")).status_code == 404
 
 
-async def test_private_rooms_are_404_for_outsiders_everywhere(app: Any, auth: Any) -> None:
+async def test_private_rooms_and_dms_are_404_for_outsiders_everywhere(app: Any, auth: Any) -> None:
     cheap_passwords(app)
     alice, alice_h = await _api(auth, "alice")
     bob, bob_h = await _api(auth, "bob")
@@ -282,6 +282,7 @@ async def test_private_rooms_are_404_for_outsiders_everywhere(app: Any, auth: An
         ("PUT", f"/api/v1/messages/{message_id}/reactions/%F0%9F%91%8D", None),
         ("DELETE", f"/api/v1/messages/{message_id}/reactions/%F0%9F%91%8D", None),
         ("GET", f"/api/v1/messages/{message_id}/edits", None),
+        ("GET", f"/messages/{message_id}", None),  # the permalink page
     ]:
         response = await bob.open(path, method=method, json=body, headers=bob_h)
         assert response.status_code == 404, (method, path, response.status_code)
@@ -294,9 +295,16 @@ async def test_private_rooms_are_404_for_outsiders_everywhere(app: Any, auth: An
         ]:
             reply = await ws.request(kind, "error", room=private, **fields)
             assert reply["code"] == "not_found", (kind, reply)
-    for slug in (private,):  # DMs: chat.room_for treats every kind but public alike
+    carol, _ = await _api(auth, "carol")
+    dm_made = await alice.post("/api/v1/dms", json={"users": ["carol"]}, headers=alice_h)
+    assert dm_made.status_code == 201, await dm_made.get_data(as_text=True)
+    dm = (await dm_made.get_json())["slug"]
+    for slug in (private, dm):
         for method, path, body in [
             ("GET", f"/api/v1/rooms/{slug}/messages", None),
+            ("GET", f"/api/v1/rooms/{slug}/members", None),
+            ("PUT", f"/api/v1/rooms/{slug}/notify", {"notify": "none"}),
+            ("GET", f"/api/v1/search?q=psst&room={slug}", None),
             ("POST", f"/api/v1/rooms/{slug}/messages", {"body": "hi"}),
             ("POST", f"/api/v1/rooms/{slug}/join", None),
             ("POST", f"/api/v1/rooms/{slug}/leave", None),
