@@ -7,7 +7,12 @@ import { Timeline } from './timeline.js';
 import { h, hueClass, newNonce } from './format.js';
 import { Composer } from './composer.js';
 import { Outbox } from './outbox.js';
-import { Room, renderOnline as drawOnline, renderRooms as drawRooms, renderTitle } from './rooms.js';
+import {
+  Room, kindIconName, renderOnline as drawOnline, renderRooms as drawRooms, renderTitle,
+} from './rooms.js';
+import { firstUnreadIndex, mentionsMe, shouldNotify } from './attention.js';
+import { MentionBox } from './mention-box.js';
+import { setupNewDm } from './people.js';
 import { isRoomEvent, quoteOf } from './roomstream.js';
 import { MessageActions } from './message-actions.js';
 import { setupSearch } from './search.js';
@@ -76,6 +81,13 @@ const actions = new MessageActions({
   onDelete: deleteMessage,
   onShowEdits: showEdits,
   onCopyLink: copyLink,
+  onMarkUnread: markUnread,
+});
+
+new MentionBox($('composer'), composer.input, {
+  me: me.username,
+  people: () => peopleHere(),
+  onChange: () => composer.refresh(),
 });
 
 const socket = new Socket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`, {
@@ -101,6 +113,7 @@ function handleEvent(ev) {
     case 'typing': onTyping(ev); break;
     case 'viewing': onViewing(ev); break;
     case 'read': onRead(ev); break;
+    case 'notify': onNotifySetting(ev); break;
     case 'error': onError(ev); break;
     case 'room_joined': onRoomJoined(ev.room); break;
     case 'room_left': removeRoom(typeof ev.room === 'string' ? ev.room : ev.room?.slug); break;
@@ -134,6 +147,9 @@ function onHello(ev) {
       if (!room.timeline) room.lastSeq = Math.max(room.lastSeq, r.last_seq);
     }
     room.unread = r.unread;
+    room.mentions = r.mentions ?? 0;
+    room.notify = r.notify ?? 'all';
+    room.members = r.members ?? null;
     room.unreadBase = Math.max(room.unreadBase, r.last_seq);
     room.syncing = false;
   }
@@ -208,9 +224,14 @@ function onMessageAdded(room, m, seq, live) {
 
   if (!own && seq > room.unreadBase) {
     room.unreadBase = seq;
-    if (!(isCurrent && wasPinned && document.visibilityState === 'visible')) room.unread += 1;
-    if (live && document.hidden) {
-      notify(`${m.author} in #${room.name}`, m.body.slice(0, 200), `room-${room.slug}`, () => openRoom(room.slug, { push: true }));
+    if (!(isCurrent && wasPinned && document.visibilityState === 'visible' && !room.holdRead)) {
+      room.unread += 1;
+      if (mentionsMe(m, me.username)) room.mentions += 1;
+    }
+    // One notification per message (its tag: the user's other tabs show the same one).
+    if (live && document.hidden && shouldNotify(room, m, me.username)) {
+      const title = room.kind === 'dm' ? m.author : `${m.author} in #${room.name}`;
+      notify(title, m.body.slice(0, 200), `message-${m.id}`, () => openAt(room.slug, m.id));
     }
   }
   if (isCurrent) {
@@ -328,6 +349,7 @@ function onPresence(ev) {
     for (const seen of state.viewers.values()) seen.delete(ev.user);
   }
   renderOnline();
+  renderRooms(); // DMs show who is online
 }
 
 /** Someone has `ev.room` open: their latest room is the one they are viewing. */
@@ -361,12 +383,96 @@ function stopTyping(slug, user) {
   if (state.typers.get(slug)?.delete(user)) renderTyping();
 }
 
+/** The read marker moved on another tab or device (or ours answered a mark unread). */
 function onRead(ev) {
   const room = state.rooms.get(ev.room);
-  if (!room) return;
-  room.unread = 0;
-  room.readSent = Math.max(room.readSent, ev.seq ?? 0);
+  if (!room || !Number.isInteger(ev.seq)) return;
+  // Back ("mark unread" here or on another tab), or forward (read somewhere).
+  const back = ev.seq < room.readSent || String(ev.ref ?? '').startsWith('read:unread:');
+  room.unread = Number.isInteger(ev.unread) ? ev.unread : 0;
+  room.mentions = Number.isInteger(ev.mentions) ? ev.mentions : 0;
+  room.readSent = ev.seq;
+  if (back && room.unread > 0) {
+    // Marked unread: keep it so until the room is left, on this tab too.
+    room.holdRead = true;
+    const first = room.timeline?.messages.find((m) => m.seq > ev.seq && m.author !== me.username);
+    if (first) room.timeline.setDivider(first.id);
+  } else if (ev.seq >= room.lastSeq) {
+    room.holdRead = false;
+  }
   renderRooms();
+}
+
+/** "Mark unread" from a message: the marker goes back to just before it. */
+function markUnread(m) {
+  const room = state.rooms.get(m.room);
+  if (!room || !state.ready) {
+    toast('Not connected right now — try again in a moment.');
+    return;
+  }
+  const seq = Math.max(0, m.seq - 1);
+  room.holdRead = true;
+  room.readSent = seq;
+  const after = room.timeline?.messages.filter((x) => x.seq > seq && x.author !== me.username) ?? [];
+  room.unread = after.length;
+  room.mentions = after.filter((x) => mentionsMe(x, me.username)).length;
+  if (after.length) room.timeline.setDivider(after[0].id);
+  socket.send({ type: 'read', room: room.slug, seq, ref: `read:unread:${room.slug}` });
+  renderRooms();
+  announce('Marked unread');
+}
+
+function onNotifySetting(ev) {
+  const room = state.rooms.get(ev.room);
+  if (!room || typeof ev.notify !== 'string') return;
+  room.notify = ev.notify;
+  if (room === currentRoom()) renderHeader();
+}
+
+async function changeNotify(value) {
+  const room = currentRoom();
+  if (!room || room.kind === 'dm') return;
+  const before = room.notify;
+  room.notify = value;
+  try {
+    await api(`/api/v1/rooms/${encodeURIComponent(room.slug)}/notify`, { method: 'PUT', body: { notify: value } });
+  } catch (err) {
+    room.notify = before;
+    renderHeader();
+    toast(err.message);
+  }
+}
+
+/** Open a room at one message (a notification's click). */
+function openAt(slug, id) {
+  window.focus();
+  const room = state.rooms.get(slug);
+  if (!room) return;
+  room.pendingJump = id;
+  openRoom(slug, { push: true });
+  if (room.timeline?.rowOf(id)) {
+    room.pendingJump = null;
+    jumpTo(room, id);
+  }
+}
+
+/** Who can be @mentioned in the current room: its members (fetched once a minute). */
+function peopleHere() {
+  const room = currentRoom();
+  if (!room) return [];
+  const names = room.kind === 'dm' ? room.members ?? [] : room.memberList ?? [...state.online];
+  return names.map((username) => ({ username }));
+}
+
+async function fetchMembers(room) {
+  if (room.kind === 'dm' || room === state.preview) return;
+  if (room.membersAt && Date.now() - room.membersAt < 60_000) return;
+  room.membersAt = Date.now();
+  try {
+    room.memberList = (await api(`/api/v1/rooms/${encodeURIComponent(room.slug)}/members`)).members ?? [];
+  } catch {
+    room.membersAt = 0;
+  }
 }
 
 function onRoomJoined(r) {
@@ -385,6 +491,8 @@ function upsertRoom(r) {
   } else {
     room.name = r.name ?? room.name;
     room.kind = r.kind ?? room.kind;
+    room.members = r.members ?? room.members;
+    room.notify = r.notify ?? room.notify;
   }
   renderRooms();
   return room;
@@ -477,9 +585,12 @@ function showRoom(room) {
   }
   els.host.replaceChildren(room.timeline.el);
   const saved = room.timeline.savedScroll;
-  if (saved === null) scrollToBottom();
+  const divider = room.timeline.loaded ? placeDivider(room) : null;
+  if (divider) scrollToDivider(divider);
+  else if (saved === null) scrollToBottom();
   else els.scroller.scrollTop = saved;
   state.pinned = isAtBottom();
+  fetchMembers(room);
   els.pill.hidden = true;
   observeTop(room);
   renderTyping();
@@ -511,11 +622,30 @@ async function loadLatest(room, knownLastSeq = 0) {
   // Close the window between the page snapshot and the live stream.
   requestSync(room);
   if (isCurrent) {
-    scrollToBottom();
+    const divider = placeDivider(room);
+    if (divider) scrollToDivider(divider);
+    else scrollToBottom();
     room.timeline.savedScroll = null;
     observeTop(room);
+    if (room.pendingJump && room.timeline.rowOf(room.pendingJump)) jumpTo(room, room.pendingJump);
+    room.pendingJump = null;
     scheduleRead();
   }
+}
+
+/** "New messages" above the first unread message on screen, when any is unread. */
+function placeDivider(room) {
+  const tl = room.timeline;
+  tl.clearDivider();
+  const i = firstUnreadIndex(tl.messages, room.unread, me.username);
+  return i === null ? null : tl.setDivider(tl.messages[i].id);
+}
+
+/** Opening a room with unread messages starts at the first of them. */
+function scrollToDivider(divider) {
+  els.scroller.scrollTop = Math.max(0, divider.offsetTop - 24);
+  state.pinned = isAtBottom();
+  els.pill.hidden = state.pinned;
 }
 
 async function loadOlder(room) {
@@ -564,6 +694,7 @@ function openRoom(slug, { push = false, replace = false } = {}) {
   if (slug === state.current) return;
   const prev = currentRoom();
   if (prev) {
+    prev.holdRead = false;
     prev.draft = composer.value;
     if (prev.timeline) prev.timeline.savedScroll = isAtBottom() ? null : els.scroller.scrollTop;
   }
@@ -586,11 +717,17 @@ function openRoom(slug, { push = false, replace = false } = {}) {
 function renderHeader() {
   const room = currentRoom();
   if (!room) return;
+  const dm = room.kind === 'dm';
   els.roomName.textContent = room.name;
-  els.roomKindIcon.className = `icon icon-${room.kind === 'private' ? 'lock' : 'hash'}`;
-  els.roomKindLabel.textContent = room.kind === 'private' ? 'private room' : 'public room';
-  composer.setRoomName(room.name);
-  els.scroller.setAttribute('aria-label', `Messages in #${room.name}`);
+  els.roomKindIcon.className = `icon icon-${kindIconName(room.kind)}`;
+  els.roomKindLabel.textContent = dm ? 'direct message' : room.kind === 'private' ? 'private room' : 'public room';
+  composer.setRoomName(room.name, room.kind);
+  els.scroller.setAttribute('aria-label', dm ? `Messages with ${room.name}` : `Messages in #${room.name}`);
+  const member = room !== state.preview;
+  $('leave-btn').hidden = dm || !member;
+  $('add-member-btn').hidden = dm || !member;
+  $('notify-select-wrap').hidden = dm || !member;
+  $('notify-select').value = room.notify ?? 'all';
   room.timeline?.rename(room.name, room.kind);
   renderTitle(state.rooms, currentRoom());
 }
@@ -615,7 +752,7 @@ function renderTyping() {
 }
 
 function renderRooms() {
-  drawRooms(state.rooms, state.current);
+  drawRooms(state.rooms, state.current, { me: me.username, online: state.online });
   renderTitle(state.rooms, currentRoom());
 }
 
@@ -665,7 +802,7 @@ function scheduleRead() {
 function maybeSendRead() {
   const room = currentRoom();
   if (!room || room === state.preview || !state.ready || room.loading || !room.timeline?.loaded) return;
-  if (!readingNow()) return;
+  if (!readingNow() || room.holdRead) return;
   els.pill.hidden = true;
   if (room.lastSeq > room.readSent || room.unread > 0) {
     if (room.lastSeq > 0) {
@@ -673,6 +810,7 @@ function maybeSendRead() {
     }
     room.readSent = room.lastSeq;
     room.unread = 0;
+    room.mentions = 0;
     renderRooms();
   }
 }
@@ -717,6 +855,7 @@ function sendMessage(text, replyTo = null) {
   state.outbox.add(item);
   room.timeline?.addOutbox(item);
   room.draft = '';
+  room.holdRead = false;
   scrollToBottom();
   transmit(item);
 }
@@ -969,10 +1108,11 @@ function roomFromPath() {
 
 function init() {
   // Rooms as rendered by the server, so the sidebar works before hello.
-  for (const link of els.roomList.querySelectorAll('a[data-slug]')) {
+  for (const link of document.querySelectorAll('#room-list a[data-slug], #dm-list a[data-slug]')) {
     const d = link.dataset;
     addRoom({
       slug: d.slug, name: d.name, kind: d.kind, unread: Number(d.unread) || 0, last_seq: Number(d.lastSeq) || 0,
+      mentions: Number(d.mentions) || 0, notify: d.notify || 'all', members: d.members ? d.members.split(',') : null,
     });
   }
   for (const li of els.onlineList.querySelectorAll('.online-name')) state.online.add(li.textContent);
@@ -989,6 +1129,8 @@ function init() {
     openRoom,
     openWhenJoined: (slug) => { state.openAfterJoin = slug; },
   });
+  setupNewDm({ me: me.username, upsertRoom, openRoom });
+  $('notify-select').addEventListener('change', (ev) => changeNotify(ev.target.value));
   setupPreview();
   renderRooms();
   renderOnline();
@@ -1007,8 +1149,8 @@ function init() {
     onOpen: openMessage,
   });
 
-  els.roomList.addEventListener('click', (ev) => {
-    const link = ev.target.closest('a[data-slug]');
+  $('sidebar').addEventListener('click', (ev) => {
+    const link = ev.target.closest('#room-list a[data-slug], #dm-list a[data-slug]');
     if (!link || ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
     ev.preventDefault();
     openRoom(link.dataset.slug, { push: true });
@@ -1025,6 +1167,8 @@ function init() {
   // Keep the newest message in view when the viewport changes (mobile keyboard, resize).
   new ResizeObserver(() => { if (state.pinned) els.scroller.scrollTop = els.scroller.scrollHeight; }).observe(els.scroller);
   els.pill.addEventListener('click', () => {
+    const room = currentRoom();
+    if (room) room.holdRead = false;
     scrollToBottom();
     scheduleRead();
   });

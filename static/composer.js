@@ -128,8 +128,9 @@ export class Composer {
     this.input.style.height = `${Math.min(this.input.scrollHeight, MAX_HEIGHT_PX)}px`;
   }
 
-  setRoomName(name) {
-    this.input.placeholder = `Message #${name}`;
-    this.form.querySelector('label').textContent = `Message #${name}`;
+  setRoomName(name, kind = 'public') {
+    const label = kind === 'dm' ? `Message ${name}` : `Message #${name}`;
+    this.input.placeholder = label;
+    this.form.querySelector('label').textContent = label;
   }
 }

@@ -15,7 +15,7 @@ export class MessageActions {
    * @param {{me: string, isAdmin: boolean,
    *   onReact: (m, emoji: string, on: boolean) => void, onReply: (m) => void,
    *   onEdit: (m) => void, onDelete: (m) => void, onCopyLink: (m) => void,
-   *   onShowEdits: (m) => void}} opts
+   *   onShowEdits: (m) => void, onMarkUnread?: (m) => void}} opts
    */
   constructor(opts) {
     this.opts = opts;
@@ -91,6 +91,7 @@ export class MessageActions {
       own ? item('Edit', () => this.opts.onEdit(m)) : null,
       own || this.opts.isAdmin ? item('Delete…', () => this.opts.onDelete(m), 'is-danger') : null,
       item('Copy link', () => this.opts.onCopyLink(m)),
+      this.opts.onMarkUnread && !own ? item('Mark unread', () => this.opts.onMarkUnread(m)) : null,
     ];
     this.show(anchor, h('div', { class: 'menu', role: 'menu', 'aria-label': 'Message actions' }, ...items));
   }

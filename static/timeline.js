@@ -44,7 +44,7 @@ export class Timeline {
   rename(name, kind) {
     this.opts.name = name;
     this.opts.kind = kind;
-    this.list.setAttribute('aria-label', `Messages in #${name}`);
+    this.list.setAttribute('aria-label', kind === 'dm' ? `Messages with ${name}` : `Messages in #${name}`);
     if (this.loaded && !this.hasMore) this.setStatus('start');
   }
 
@@ -57,10 +57,13 @@ export class Timeline {
       this.top.append(h('p', { class: 'timeline-status is-error' }, message || 'Could not load messages.', ' ',
         h('button', { type: 'button', class: 'link-btn', onclick: () => this.opts.onRetryLoad() }, 'Try again')));
     } else if (kind === 'start') {
+      const dm = this.opts.kind === 'dm';
       this.top.append(h('div', { class: 'room-intro' },
-        h('div', { class: 'room-intro-icon' }, icon(this.opts.kind === 'private' ? 'lock' : 'hash')),
-        h('h2', {}, `Welcome to #${this.opts.name}`),
-        h('p', {}, `This is the very beginning of #${this.opts.name}.`)));
+        h('div', { class: 'room-intro-icon' }, icon(this.opts.kind === 'private' ? 'lock' : dm ? 'at' : 'hash')),
+        h('h2', {}, dm ? this.opts.name : `Welcome to #${this.opts.name}`),
+        h('p', {}, dm
+          ? `This is the beginning of your direct messages with ${this.opts.name}. Only the people in it can see it.`
+          : `This is the very beginning of #${this.opts.name}.`)));
     } else {
       this.top.append(h('div', { class: 'timeline-sentinel', 'aria-hidden': 'true' }));
     }
@@ -131,6 +134,21 @@ export class Timeline {
   /** Quotes of `id` in replies change when it is edited or deleted. */
   refreshQuotes(id) {
     this.messages.forEach((m, i) => { if (m.reply_to === id) this.rerender(i); });
+  }
+
+  /** "New messages" just above a loaded message (where the reader left off). */
+  setDivider(id) {
+    this.clearDivider();
+    const row = this.rows.get(id)?.row;
+    if (!row) return null;
+    this.divider = h('li', { class: 'new-divider', role: 'separator', 'aria-label': 'New messages' }, 'New messages');
+    row.before(this.divider);
+    return this.divider;
+  }
+
+  clearDivider() {
+    this.divider?.remove();
+    this.divider = null;
   }
 
   /** The row of a loaded message, for jumping to it. */

@@ -100,7 +100,7 @@ export function setupNotifyButton() {
     try {
       await Notification.requestPermission();
     } finally {
-      btn.hidden = Notification.permission === 'default';
+      btn.hidden = Notification.permission !== 'default'; // asked: allowed or refused
       if (Notification.permission === 'granted') toast('Desktop notifications are on.', { kind: 'info', timeout: 3000 });
     }
   });
