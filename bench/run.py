@@ -32,6 +32,7 @@ if __package__ in (None, ""):  # `python bench/run.py` as well as `python -m ben
 
 from bench import loadgen as lg
 from bench import procs
+from bench import search as search_bench
 from bench.chatapp_driver import User, register_users, seed_sessions, seed_sqlite
 
 BENCH = Path(__file__).resolve().parent
@@ -43,7 +44,7 @@ HYPERCORN = str(Path(sys.executable).with_name("hypercorn"))
 NODE_DIR = BENCH / "peers" / "node"
 
 ALL_TARGETS = ["chatapp", "websockets", "flask-socketio", "node-ws", "quart-naive"]
-ALL_SCENARIOS = ["s1", "s2", "s2u", "s3", "s3u", "s4", "s5", "s6", "s7"]
+ALL_SCENARIOS = ["s1", "s2", "s2u", "s3", "s3u", "s4", "s5", "s6", "s7", "s8"]
 # Client kinds: ``plain`` offers no extension (bots, the load generator so far);
 # ``chromium`` offers permessage-deflate exactly as Chromium does.
 CLIENT_KINDS = ["plain", "chromium"]
@@ -291,6 +292,8 @@ class Config:
         self.s3_sizes = [500, 2000] if q else [2000, 10000]
         self.s4_senders = 20 if q else 100
         self.s4_duration = 3.0 if q else 10.0
+        # s8: search over this many messages, seeded into each engine (bench/search.py)
+        self.s8_messages = 100_000 if q else 1_000_000
         self.s5_sizes = {"hist-small": 10_000, "hist-big": 100_000 if q else 1_000_000}
         self.s5_requests = 60 if q else 300
         self.s6_users = 10 if q else 20
@@ -1293,6 +1296,10 @@ async def amain(args) -> int:
             for label in variants(t, sc):
                 res[sc][label] = await guarded(f"{sc} {label}", chat_only[sc](t, cfg), limit)
                 t.cleanup()
+        elif sc == "s8":  # storage-level: no server, every engine
+            engines = ["sqlite", "postgres"]
+            res[sc] = {"chatapp": await guarded(
+                "s8 search", search_bench.run(cfg.s8_messages, engines), 3600)}
         elif sc == "s7" and "chatapp" in targets:
             t = targets["chatapp"]
             res[sc] = {}
