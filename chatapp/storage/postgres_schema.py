@@ -172,4 +172,10 @@ MIGRATIONS: list[str] = [
             regexp_replace(chatapp_fold(body), '[^[:alnum:]]+', ' ', 'g'))) STORED;
     CREATE INDEX messages_search ON messages USING gin (search);
     """,
+    # 7: display names and each session's browser and address (see sqlite_schema)
+    """
+    ALTER TABLE users ADD COLUMN display_name text;
+    ALTER TABLE sessions ADD COLUMN user_agent text NOT NULL DEFAULT '';
+    ALTER TABLE sessions ADD COLUMN address text NOT NULL DEFAULT '';
+    """,
 ]

@@ -167,4 +167,11 @@ MIGRATIONS: list[str] = [
         INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', OLD.id, OLD.body);
     END;
     """,
+    # 7: the user's own account page (SPEC §11): a display name (NULL: the username);
+    # each session's browser and address, shown beside its last_seen.
+    """
+    ALTER TABLE users ADD COLUMN display_name TEXT;
+    ALTER TABLE sessions ADD COLUMN user_agent TEXT NOT NULL DEFAULT '';
+    ALTER TABLE sessions ADD COLUMN address TEXT NOT NULL DEFAULT '';
+    """,
 ]
