@@ -69,7 +69,7 @@ const state = {
 };
 
 const composer = new Composer($('composer'), {
-  onSubmit: submitComposer, onTyping: sendTyping, onEditLast: editLastMessage,
+  onSubmit: submitComposer, onTyping: sendTyping, onEditLast: editLastMessage, onError: (t) => toast(t),
 });
 
 const actions = new MessageActions({
@@ -821,6 +821,7 @@ function transmit(item) {
   if (!state.ready) return; // stays pending; sent again after the next hello
   const frame = { type: 'send', room: item.room, body: item.body, nonce: item.nonce };
   if (item.replyTo) frame.reply_to = item.replyTo;
+  if (item.attachments?.length) frame.attachments = item.attachments.map((a) => a.id);
   socket.send(frame);
 }
 
@@ -841,16 +842,19 @@ function retryOutbox(nonce) {
   transmit(item);
 }
 
-function submitComposer(text, mode) {
+function submitComposer(text, mode, attachments = []) {
   if (mode?.kind === 'edit') editMessage(mode.message, text);
-  else sendMessage(text, mode?.kind === 'reply' ? mode.message.id : null);
+  else sendMessage(text, mode?.kind === 'reply' ? mode.message.id : null, attachments);
 }
 
-function sendMessage(text, replyTo = null) {
+function sendMessage(text, replyTo = null, attachments = []) {
   const room = currentRoom();
   if (!room || room === state.preview) return;
+  // The outbox keeps the upload objects: a resend (after a reconnect or a reload)
+  // attaches the same uploads, and the pending row shows them meanwhile.
   const item = {
     nonce: newNonce(), room: room.slug, body: text, state: 'pending', error: null, ts: Date.now(), replyTo,
+    attachments,
   };
   state.outbox.add(item);
   room.timeline?.addOutbox(item);

@@ -167,7 +167,9 @@ export class RoomStream {
  */
 export function quoteOf(message, maxChars = 80) {
   if (!message) return { deleted: true, author: null, text: 'deleted message' };
-  const flat = String(message.body ?? '').replace(/\s+/g, ' ').trim();
+  let flat = String(message.body ?? '').replace(/\s+/g, ' ').trim();
+  // A message of files alone is quoted by their names.
+  if (!flat && message.attachments?.length) flat = `📎 ${message.attachments.map((a) => a.name).join(', ')}`;
   const chars = [...flat];
   const text = chars.length > maxChars ? `${chars.slice(0, maxChars - 1).join('')}…` : flat;
   return { deleted: false, author: message.author, text };

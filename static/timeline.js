@@ -5,6 +5,7 @@ import {
   h, icon, hueClass, initial, dayKey, dayLabel, minuteKey, timeElement, renderBody,
   relativeTime,
 } from './format.js';
+import { attachmentsNode } from './attachments.js';
 import { quoteOf } from './roomstream.js';
 
 export class Timeline {
@@ -196,6 +197,8 @@ export class Timeline {
     row.id = `msg-${m.id}`;
     const content = row.querySelector('.msg-content');
     if (m.reply_to) content.querySelector('.msg-body').before(this.quote(m.reply_to));
+    const files = attachmentsNode(m.attachments);
+    if (files) content.querySelector('.msg-body').after(files);
     const { actions } = this.opts;
     if (actions) {
       if (m.reactions?.length) content.append(actions.reactionsRow(m));
@@ -313,6 +316,8 @@ export class Timeline {
     row.classList.add(`is-${item.state}`);
     row.dataset.nonce = item.nonce;
     const content = row.querySelector('.msg-content');
+    const files = attachmentsNode(item.attachments);
+    if (files) content.append(files);
     if (item.state === 'pending') {
       content.append(h('p', { class: 'msg-state' }, 'Sending…'));
     } else if (item.state === 'failed') {
