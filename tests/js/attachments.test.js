@@ -26,3 +26,20 @@ test('a message of files alone is quoted by their names', () => {
   const q = quoteOf({ author: 'bob', body: '', attachments: [{ name: 'a.png' }, { name: 'b.pdf' }] });
   assert.equal(q.text, '📎 a.png, b.pdf');
 });
+
+test('a pending message keeps its uploads across a reload of the tab', async () => {
+  const store = new Map();
+  globalThis.sessionStorage = {
+    getItem: (k) => store.get(k) ?? null,
+    setItem: (k, v) => store.set(k, String(v)),
+    removeItem: (k) => store.delete(k),
+  };
+  const { Outbox } = await import('../../static/outbox.js');
+  const files = [{ id: 7, name: 'chart.png', url: '/uploads/7/chart.png' }];
+  const before = new Outbox('t');
+  before.add({ nonce: 'n1', room: 'general', body: '', state: 'pending', attachments: files });
+  const after = new Outbox('t');
+  after.restore();
+  assert.deepEqual(after.get('n1').attachments, files);
+  assert.equal(after.get('n1').state, 'pending');
+});
