@@ -251,7 +251,7 @@ class Chat:
         message, where = await self._message_for(user, message_id, room)
         if message.author != user.username:
             raise ChatError("forbidden", "only its author may edit a message", "id")
-        text = clean_body(body)
+        text = clean_body(body, may_be_empty=bool(message.attachments))
         event = None if text == message.body else await self._change(
             self.storage.edit_message(message.id, text, await self.mentioned(where, text)))
         return await self._answer(where, event, done)

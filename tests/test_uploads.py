@@ -303,6 +303,18 @@ async def test_attachments_over_the_api_and_their_rules(auth) -> None:
     # An empty body needs attachments.
     status, error = await alice.post("/rooms/general/messages", {"body": " "})
     assert status == 422 and error["error"]["field"] == "body"
+    # A message with attachments may be edited down to no text; one without may not.
+    response = await alice.client.patch(f"/api/v1/messages/{message['id']}",
+                                        json={"body": "caption"},
+                                        headers={"X-CSRF-Token": alice.csrf})
+    assert (await response.get_json())["attachments"] == message["attachments"]
+    response = await alice.client.patch(f"/api/v1/messages/{message['id']}",
+                                        json={"body": " "}, headers={"X-CSRF-Token": alice.csrf})
+    assert response.status_code == 200 and (await response.get_json())["body"] == ""
+    plain = await alice.say("words", [])
+    response = await alice.client.patch(f"/api/v1/messages/{plain['id']}",
+                                        json={"body": ""}, headers={"X-CSRF-Token": alice.csrf})
+    assert response.status_code == 422
 
 
 async def test_attachments_over_the_websocket_and_in_sync(auth) -> None:
