@@ -231,7 +231,7 @@ function onMessageAdded(room, m, seq, live) {
     // One notification per message (its tag: the user's other tabs show the same one).
     if (live && document.hidden && shouldNotify(room, m, me.username)) {
       const title = room.kind === 'dm' ? m.author : `${m.author} in #${room.name}`;
-      notify(title, m.body.slice(0, 200), `message-${m.id}`, () => openAt(room.slug, m.id));
+      notify(title, quoteOf(m, 200).text, `message-${m.id}`, () => openAt(room.slug, m.id));
     }
   }
   if (isCurrent) {
