@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 from .servers import Server
 from .test_browser import (  # noqa: F401 - fixtures
     DESKTOP,
+    RECONNECT_MS,
     SHOTS,
     WAIT_MS,
     Watch,
@@ -71,7 +72,8 @@ async def test_paste_an_image_and_the_other_person_sees_it(
     from playwright.async_api import expect
 
     expect.set_options(timeout=WAIT_MS)
-    server = await start(Server(tmp_path / "data", {"CHATAPP_ENV": "development"}), servers)
+    overrides = {"CHATAPP_ENV": "development"}
+    server = await start(Server(tmp_path / "data", overrides), servers)
     base = server.base
     watch = Watch(server.port)
     ctx_a = await chromium.new_context(viewport=DESKTOP, reduced_motion="reduce",
@@ -188,4 +190,23 @@ async def test_paste_an_image_and_the_other_person_sees_it(
     await alice.locator("#composer input[type=file]").set_input_files(
         files=[{"name": "after.txt", "mimeType": "text/plain", "buffer": b"fine"}])
     await expect(alice.locator(".attach-item")).to_have_class("attach-item is-done")
+
+    # The server goes away: a message with a file waits in the outbox, showing its file,
+    # and goes out with it once the page has reconnected to a new process.
+    watch.server_down = True
+    await asyncio.to_thread(server.terminate)
+    await expect(alice.locator("#conn-banner")).to_be_visible()
+    await box.press_sequentially("Sent while the server was away", delay=2)
+    await box.press("Enter")
+    pending = alice.locator("#timeline-host .outbox > li.msg.is-pending",
+                            has_text="server was away")
+    await expect(pending.locator(".file-card", has_text="after.txt")).to_have_count(1)
+    server = await start(Server(tmp_path / "data", overrides, port=server.port), servers)
+    for page in (alice, bob):
+        await expect(page.locator("body[data-connection=ready]")).to_have_count(
+            1, timeout=RECONNECT_MS)
+    watch.server_down = False
+    await expect(pending).to_have_count(0)
+    delivered = message(bob, "server was away")
+    await expect(delivered.locator(".file-card", has_text="after.txt")).to_have_count(1)
     assert watch.errors == [], watch.errors
