@@ -165,12 +165,15 @@ class Uploads:
                       files.is_image(upload.content_type))
 
     async def prune(self, now: datetime, limit: int) -> int:
-        """Delete unattached uploads older than ORPHAN_AGE, rows then files."""
+        """Delete unattached uploads older than ORPHAN_AGE, rows then files; and the
+        ``.part`` files a killed process left behind (they have no row)."""
         keys = await self.storage.prune_uploads(now - ORPHAN_AGE, limit)
         if keys:
             await asyncio.to_thread(
                 _remove, [p for k in keys for p in (self._path(k), self._thumb(k))])
-        return len(keys)
+        stale = await asyncio.to_thread(
+            _stale_parts, self.directory, (now - ORPHAN_AGE).timestamp(), limit)
+        return len(keys) + stale
 
     def _path(self, key: str) -> Path:
         return self.directory / key
@@ -193,6 +196,22 @@ def _remove(paths: list[Path]) -> None:
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def _stale_parts(directory: Path, before: float, limit: int) -> int:
+    removed = 0
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if removed >= limit:
+                    break
+                if entry.name.endswith(".part") and entry.stat().st_mtime < before:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        removed += 1
+    except FileNotFoundError:  # no upload yet
+        pass
+    return removed
 
 
 def _thumbnail_type(path: Path) -> str:

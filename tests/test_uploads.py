@@ -361,6 +361,15 @@ async def test_orphans_are_pruned_with_their_files(app, auth, storage) -> None:
     assert len(list(directory.iterdir())) == 2
     assert (await alice.get(orphan["url"])).status_code == 404
     assert (await alice.get(kept["url"])).status_code == 200
+    # A .part file left by a killed process goes once it is as old.
+    part = directory / "0123abcd.part"
+    part.write_bytes(b"half a file")
+    old = (utcnow() - timedelta(hours=25)).timestamp()
+    os.utime(part, (old, old))
+    fresh = directory / "4567cdef.part"
+    fresh.write_bytes(b"arriving")
+    assert await services.uploads.prune(utcnow(), 100) == 1
+    assert not part.exists() and fresh.exists()
 
 
 async def test_uploads_are_rate_limited_per_user(app, auth, storage) -> None:
