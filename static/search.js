@@ -21,6 +21,7 @@ export function setupSearch({ input, panel, roomName, onOpen }) {
   let results = []; // messages shown, in order
   let active = -1;
   let query = '';
+  let shown = null; // the query whose results are on screen
   let hasMore = false;
 
   const close = () => {
@@ -34,6 +35,7 @@ export function setupSearch({ input, panel, roomName, onOpen }) {
   };
 
   function status(text) {
+    shown = null;
     results = [];
     active = -1;
     panel.replaceChildren(h('p', { class: 'search-status' }, text));
@@ -58,6 +60,7 @@ export function setupSearch({ input, panel, roomName, onOpen }) {
     if (controller.signal.aborted || inflight !== controller) return;
     inflight = null;
     const found = data.results ?? [];
+    shown = q;
     if (before === null) {
       results = [];
       panel.replaceChildren();
@@ -153,8 +156,10 @@ export function setupSearch({ input, panel, roomName, onOpen }) {
     } else if (ev.key === 'Enter') {
       ev.preventDefault();
       clearTimeout(timer);
-      if (panel.hidden || !results.length) {
-        if (hasWord(input.value.trim())) run(input.value.trim());
+      if (panel.hidden || !results.length || shown !== input.value.trim()) {
+        // Typed faster than the debounce: search now rather than open a stale result.
+        query = input.value.trim();
+        if (hasWord(query)) run(query);
       } else {
         choose(Math.max(active, 0));
       }
