@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+from .devices import MAX_USER_AGENT
 from .limits import Limits, MemoryLimits
 from .passwords import Passwords
 from .storage import Storage, User, UsernameTaken
@@ -146,20 +147,22 @@ class Accounts:
             left.append(limit - count)
         return left
 
-    async def start_session(self, user: User) -> Login:
+    async def start_session(self, user: User, user_agent: str = "", address: str = "") -> Login:
         token = secrets.token_urlsafe(32)
-        await self.storage.create_session(token_hash(token), user.id)
+        await self.storage.create_session(
+            token_hash(token), user.id, user_agent[:MAX_USER_AGENT], address[:64])
         return Login(user, token)
 
-    async def resume_session(self, token: str) -> User | None:
-        """The session's user, refreshing its idle clock at most once a minute."""
+    async def resume_session(self, token: str, address: str | None = None) -> User | None:
+        """The session's user, refreshing its idle clock (and the address it was last
+        used from) at most once a minute: no write per request."""
         now = utcnow()
         hashed = token_hash(token)
         record = await self.storage.session(hashed, now - SESSION_IDLE)
         if record is None:
             return None
         if now - record.last_seen > SESSION_TOUCH_EVERY:
-            await self.storage.touch_session(hashed)
+            await self.storage.touch_session(hashed, None if address is None else address[:64])
         return record.user
 
     async def create_api_token(self, user: User, name: str) -> str:

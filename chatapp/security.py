@@ -78,19 +78,21 @@ async def load_user() -> None:
             g.user = await services().accounts.user_for_api_token(credential.strip())
             g.bearer = True
             return
-    found = await session_user(services().accounts, session)
+    found = await session_user(services().accounts, session, remote_address())
     if found is not None:
         g.user, g.session_token = found
     elif isinstance(session.get("sid"), str):
         session.pop("sid")  # revoked or expired: the cookie is dead
 
 
-async def session_user(accounts: Accounts, cookie: Mapping[str, Any]) -> tuple[User, str] | None:
+async def session_user(
+    accounts: Accounts, cookie: Mapping[str, Any], address: str | None = None
+) -> tuple[User, str] | None:
     """The user and session token of a signed-cookie session, if it is still live."""
     token = cookie.get("sid")
     if not isinstance(token, str):
         return None
-    user = await accounts.resume_session(token)
+    user = await accounts.resume_session(token, address)
     return None if user is None else (user, token)
 
 

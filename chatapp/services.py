@@ -25,6 +25,7 @@ from .limits import Limits, open_limits
 from .metrics import Metrics, create_metrics
 from .passwords import Passwords
 from .presence import Presence
+from .profile import Profile
 from .storage import Storage, StorageUnavailable, StoreInUse, open_storage
 from .uploads import Uploads
 
@@ -38,6 +39,7 @@ class Services:
     hub: Hub
     presence: Presence
     accounts: Accounts
+    profile: Profile
     chat: Chat
     limits: Limits
     metrics: Metrics
@@ -60,12 +62,14 @@ def init_app(app: Quart) -> None:
     metrics = create_metrics()
     hub = Hub(transport, metrics)
     connections: set[Any] = set()
+    passwords = Passwords()
     services = Services(
         storage=storage,
         transport=transport,
         hub=hub,
         presence=Presence(hub, config["CHATAPP_PRESENCE_GRACE_SECONDS"]),
-        accounts=Accounts(storage, Passwords(), limits),
+        accounts=Accounts(storage, passwords, limits),
+        profile=Profile(storage, passwords, hub),
         chat=Chat(storage, hub, limits),
         limits=limits,
         metrics=metrics,

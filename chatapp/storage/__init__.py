@@ -13,7 +13,9 @@ from .models import (
     Room,
     RoomEvent,
     RoomSummary,
+    SessionInfo,
     SessionRecord,
+    TokenInfo,
     Upload,
     User,
     UserListing,
@@ -32,7 +34,9 @@ __all__ = [
     "RoomEvent",
     "RoomExists",
     "RoomSummary",
+    "SessionInfo",
     "SessionRecord",
+    "TokenInfo",
     "Storage",
     "StorageError",
     "TooManyReactions",
@@ -142,16 +146,30 @@ class Storage(ABC):
     @abstractmethod
     async def set_password_hash(self, user_id: int, password_hash: str) -> None: ...
 
+    @abstractmethod
+    async def set_display_name(self, user_id: int, display_name: str | None) -> User | None:
+        """Set (None: clear) a user's display name; the updated user, None if gone."""
+
     # sessions
     @abstractmethod
-    async def create_session(self, token_hash: str, user_id: int) -> None: ...
+    async def create_session(
+        self, token_hash: str, user_id: int, user_agent: str = "", address: str = ""
+    ) -> None: ...
+
+    @abstractmethod
+    async def sessions_of(self, user_id: int) -> list[SessionInfo]:
+        """A user's sessions, most recently used first."""
+
+    @abstractmethod
+    async def delete_sessions_of(self, user_id: int, keep: str | None) -> list[str]:
+        """Delete a user's sessions but ``keep`` (a token hash); the hashes deleted."""
 
     @abstractmethod
     async def session(self, token_hash: str, idle_after: datetime) -> SessionRecord | None:
         """Return a live session; one last used before ``idle_after`` is deleted instead."""
 
     @abstractmethod
-    async def touch_session(self, token_hash: str) -> None: ...
+    async def touch_session(self, token_hash: str, address: str | None = None) -> None: ...
 
     @abstractmethod
     async def delete_session(self, token_hash: str) -> None: ...
@@ -162,6 +180,15 @@ class Storage(ABC):
 
     @abstractmethod
     async def user_for_api_token(self, token_hash: str) -> User | None: ...
+
+    @abstractmethod
+    async def api_tokens(
+        self, *, user_id: int | None = None, token_id: str | None = None
+    ) -> list[TokenInfo]:
+        """API tokens of a user, or the one(s) whose id (hash prefix) is ``token_id``."""
+
+    @abstractmethod
+    async def delete_api_token(self, token_hash: str) -> None: ...
 
     # failed logins
     @abstractmethod

@@ -23,9 +23,19 @@ class User:
     username: str
     is_admin: bool
     password_hash: str
+    display_name: str | None = None  # None: people see the username
+
+    @property
+    def shown_name(self) -> str:
+        return self.display_name or self.username
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "username": self.username, "is_admin": self.is_admin}
+        return {"id": self.id, "username": self.username, "display_name": self.shown_name,
+                "is_admin": self.is_admin}
+
+    def listing_json(self) -> dict[str, Any]:
+        """The user as ``user_updated`` and ``GET /api/v1/users`` describe people."""
+        return UserListing(self.username, self.shown_name, self.is_admin).to_json()
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +245,37 @@ class SessionRecord:
     token_hash: str
     user: User
     last_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One of a user's sessions as their account page lists it."""
+
+    token_hash: str
+    created_at: datetime
+    last_seen: datetime
+    user_agent: str
+    address: str
+
+    @property
+    def id(self) -> str:
+        """The id in URLs: a prefix of the token's hash (the token itself is never shown)."""
+        return self.token_hash[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """An API token as its owner (or ``chatapp revoke-token``) sees it: never the token."""
+
+    token_hash: str
+    user_id: int
+    username: str
+    label: str
+    created_at: datetime
+
+    @property
+    def id(self) -> str:
+        return self.token_hash[:16]
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,11 +31,13 @@ from . import (
     RoomEvent,
     RoomExists,
     RoomSummary,
+    SessionInfo,
     SessionRecord,
     Storage,
     StorageError,
     StorageUnavailable,
     StoreInUse,
+    TokenInfo,
     Upload,
     User,
     UserListing,
@@ -61,7 +63,8 @@ SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # Every process migrating the same database queues on this lock (any 64-bit constant).
 MIGRATION_LOCK = 0x63686174_6D696772  # "chatmigr"
 
-USER_COLUMNS = "id, username, is_admin, password_hash"
+USER_COLUMNS = "id, username, is_admin, password_hash, display_name"
+U_USER_COLUMNS = "u.id, u.username, u.is_admin, u.password_hash, u.display_name"
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 # The server is away (down, restarting, unreachable, out of connections or disk),
 # not refusing this statement: the caller may retry once it is back.
@@ -99,7 +102,8 @@ def storage_error(exc: BaseException, doing: str) -> StorageError:
 
 
 def _user(row: Any) -> User:
-    return User(id=row[0], username=row[1], is_admin=bool(row[2]), password_hash=row[3])
+    return User(id=row[0], username=row[1], is_admin=bool(row[2]), password_hash=row[3],
+                display_name=row[4])
 
 
 def split_url(url: str) -> tuple[str, str | None]:
@@ -118,6 +122,10 @@ def _has_nul(text: str) -> bool:
     # PostgreSQL text cannot hold NUL, so no stored name contains one: a lookup by such
     # a name (a crafted login or frame) finds nothing rather than failing.
     return "\x00" in text
+
+
+def _no_nul(text: str) -> str:
+    return text.replace("\x00", "")
 
 
 def _failure_key(key: str) -> str:
@@ -315,18 +323,43 @@ class PostgresStorage(Storage):
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
         await self._run("UPDATE users SET password_hash = $1 WHERE id = $2", password_hash, user_id)
 
+    async def set_display_name(self, user_id: int, display_name: str | None) -> User | None:
+        row = await self._one(
+            f"UPDATE users SET display_name = $1 WHERE id = $2 RETURNING {USER_COLUMNS}",
+            display_name, user_id,
+        )
+        return _user(row) if row else None
+
     # sessions
-    async def create_session(self, token_hash: str, user_id: int) -> None:
+    async def create_session(
+        self, token_hash: str, user_id: int, user_agent: str = "", address: str = ""
+    ) -> None:
         now = utcnow()
         await self._run(
-            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen)"
-            " VALUES ($1, $2, $3, $3)",
-            token_hash, user_id, now,
+            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen, user_agent,"
+            " address) VALUES ($1, $2, $3, $3, $4, $5)",
+            token_hash, user_id, now, _no_nul(user_agent), _no_nul(address),
         )
+
+    async def sessions_of(self, user_id: int) -> list[SessionInfo]:
+        rows = await self._all(
+            "SELECT token_hash, created_at, last_seen, user_agent, address FROM sessions"
+            " WHERE user_id = $1 ORDER BY last_seen DESC, created_at DESC",
+            user_id,
+        )
+        return [SessionInfo(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def delete_sessions_of(self, user_id: int, keep: str | None) -> list[str]:
+        rows = await self._all(
+            "DELETE FROM sessions WHERE user_id = $1 AND token_hash IS DISTINCT FROM $2"
+            " RETURNING token_hash",
+            user_id, keep,
+        )
+        return [row[0] for row in rows]
 
     async def session(self, token_hash: str, idle_after: datetime) -> SessionRecord | None:
         row = await self._one(
-            "SELECT s.last_seen, u.id, u.username, u.is_admin, u.password_hash"
+            f"SELECT s.last_seen, {U_USER_COLUMNS}"
             " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
             token_hash,
         )
@@ -342,9 +375,11 @@ class PostgresStorage(Storage):
             return None
         return SessionRecord(token_hash, _user(list(row)[1:]), last_seen)
 
-    async def touch_session(self, token_hash: str) -> None:
+    async def touch_session(self, token_hash: str, address: str | None = None) -> None:
         await self._run(
-            "UPDATE sessions SET last_seen = $1 WHERE token_hash = $2", utcnow(), token_hash
+            "UPDATE sessions SET last_seen = $1, address = coalesce($3, address)"
+            " WHERE token_hash = $2",
+            utcnow(), token_hash, None if address is None else _no_nul(address),
         )
 
     async def delete_session(self, token_hash: str) -> None:
@@ -360,11 +395,29 @@ class PostgresStorage(Storage):
 
     async def user_for_api_token(self, token_hash: str) -> User | None:
         row = await self._one(
-            "SELECT u.id, u.username, u.is_admin, u.password_hash"
+            f"SELECT {U_USER_COLUMNS}"
             " FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
             token_hash,
         )
         return _user(row) if row else None
+
+    async def api_tokens(
+        self, *, user_id: int | None = None, token_id: str | None = None
+    ) -> list[TokenInfo]:
+        if token_id is not None and not token_id.isalnum():
+            return []  # a token id is a hash prefix: hex only, never a LIKE pattern
+        rows = await self._all(
+            "SELECT t.token_hash, t.user_id, u.username, t.name, t.created_at"
+            " FROM api_tokens t JOIN users u ON u.id = t.user_id"
+            " WHERE ($1::bigint IS NULL OR t.user_id = $1)"
+            " AND ($2::text IS NULL OR starts_with(t.token_hash, $2))"
+            " ORDER BY t.created_at DESC",
+            user_id, token_id,
+        )
+        return [TokenInfo(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def delete_api_token(self, token_hash: str) -> None:
+        await self._run("DELETE FROM api_tokens WHERE token_hash = $1", token_hash)
 
     # failed logins
     async def record_login_failure(self, keys: list[str]) -> None:
@@ -498,9 +551,10 @@ class PostgresStorage(Storage):
 
     async def users(self) -> list[UserListing]:
         rows = await self._all(
-            "SELECT username, is_admin FROM users ORDER BY username_key COLLATE \"C\""
+            "SELECT username, is_admin, coalesce(display_name, username) FROM users"
+            " ORDER BY username_key COLLATE \"C\""
         )
-        return [UserListing(row[0], row[0], bool(row[1])) for row in rows]
+        return [UserListing(row[0], row[2], bool(row[1])) for row in rows]
 
     async def public_rooms(self) -> list[Room]:
         rows = await self._all(

@@ -29,10 +29,12 @@ from . import (
     RoomEvent,
     RoomExists,
     RoomSummary,
+    SessionInfo,
     SessionRecord,
     Storage,
     StorageError,
     StorageUnavailable,
+    TokenInfo,
     Upload,
     User,
     UserListing,
@@ -93,8 +95,17 @@ def storage_error(exc: BaseException, doing: str) -> StorageError:
     return kind(f"{doing}: {exc!r}")
 
 
+USER_COLUMNS = "id, username, is_admin, password_hash, display_name"
+U_USER_COLUMNS = "u.id, u.username, u.is_admin, u.password_hash, u.display_name"
+
+
 def _user(row: Any) -> User:
-    return User(id=row[0], username=row[1], is_admin=bool(row[2]), password_hash=row[3])
+    return User(id=row[0], username=row[1], is_admin=bool(row[2]), password_hash=row[3],
+                display_name=row[4])
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 # busy_timeout first: switching to WAL waits for another process's migration.
@@ -388,7 +399,7 @@ class SQLiteStorage(Storage):
                     "INSERT INTO users"
                     " (username, username_key, password_hash, is_admin, created_at)"
                     " VALUES (?, ?, ?, ? OR NOT EXISTS (SELECT 1 FROM users), ?)"
-                    " RETURNING id, username, is_admin, password_hash",
+                    f" RETURNING {USER_COLUMNS}",
                     (username, username.casefold(), password_hash, admin, now),
                 )
                 user = _user(cursor.fetchone())
@@ -409,7 +420,7 @@ class SQLiteStorage(Storage):
 
     async def user_by_name(self, username: str) -> User | None:
         row = await self._one(
-            "SELECT id, username, is_admin, password_hash FROM users WHERE username_key = ?",
+            f"SELECT {USER_COLUMNS} FROM users WHERE username_key = ?",
             (username.casefold(),),
         )
         return _user(row) if row else None
@@ -419,18 +430,49 @@ class SQLiteStorage(Storage):
             "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
         )
 
+    async def set_display_name(self, user_id: int, display_name: str | None) -> User | None:
+        def op(conn: sqlite3.Connection) -> User | None:
+            row = conn.execute(
+                f"UPDATE users SET display_name = ? WHERE id = ? RETURNING {USER_COLUMNS}",
+                (display_name, user_id),
+            ).fetchone()
+            return _user(row) if row else None
+
+        return await self._write(op)
+
     # sessions
-    async def create_session(self, token_hash: str, user_id: int) -> None:
+    async def create_session(
+        self, token_hash: str, user_id: int, user_agent: str = "", address: str = ""
+    ) -> None:
         now = isoformat(utcnow())
         await self._execute(
-            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen)"
-            " VALUES (?, ?, ?, ?)",
-            (token_hash, user_id, now, now),
+            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen, user_agent,"
+            " address) VALUES (?, ?, ?, ?, ?, ?)",
+            (token_hash, user_id, now, now, user_agent, address),
         )
+
+    async def sessions_of(self, user_id: int) -> list[SessionInfo]:
+        rows = await self._all(
+            "SELECT token_hash, created_at, last_seen, user_agent, address FROM sessions"
+            " WHERE user_id = ? ORDER BY last_seen DESC, created_at DESC",
+            (user_id,),
+        )
+        return [SessionInfo(r[0], _moment(r[1]), _moment(r[2]), r[3], r[4]) for r in rows]
+
+    async def delete_sessions_of(self, user_id: int, keep: str | None) -> list[str]:
+        def op(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "DELETE FROM sessions WHERE user_id = ? AND token_hash IS NOT ?"
+                " RETURNING token_hash",
+                (user_id, keep),
+            ).fetchall()
+            return [row[0] for row in rows]
+
+        return await self._write(op)
 
     async def session(self, token_hash: str, idle_after: datetime) -> SessionRecord | None:
         row = await self._one(
-            "SELECT s.last_seen, u.id, u.username, u.is_admin, u.password_hash"
+            f"SELECT s.last_seen, {U_USER_COLUMNS}"
             " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
             (token_hash,),
         )
@@ -442,10 +484,12 @@ class SQLiteStorage(Storage):
             return None
         return SessionRecord(token_hash, _user(row[1:]), last_seen)
 
-    async def touch_session(self, token_hash: str) -> None:
+    async def touch_session(self, token_hash: str, address: str | None = None) -> None:
         now = isoformat(utcnow())
         await self._execute(
-            "UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, token_hash)
+            "UPDATE sessions SET last_seen = ?, address = coalesce(?, address)"
+            " WHERE token_hash = ?",
+            (now, address, token_hash),
         )
 
     async def delete_session(self, token_hash: str) -> None:
@@ -462,11 +506,29 @@ class SQLiteStorage(Storage):
 
     async def user_for_api_token(self, token_hash: str) -> User | None:
         row = await self._one(
-            "SELECT u.id, u.username, u.is_admin, u.password_hash"
+            f"SELECT {U_USER_COLUMNS}"
             " FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
             (token_hash,),
         )
         return _user(row) if row else None
+
+    async def api_tokens(
+        self, *, user_id: int | None = None, token_id: str | None = None
+    ) -> list[TokenInfo]:
+        # A token id is a hash prefix: hex only, so it can be no LIKE pattern.
+        if token_id is not None and not token_id.isalnum():
+            return []
+        rows = await self._all(
+            "SELECT t.token_hash, t.user_id, u.username, t.name, t.created_at"
+            " FROM api_tokens t JOIN users u ON u.id = t.user_id"
+            " WHERE (? IS NULL OR t.user_id = ?) AND (? IS NULL OR t.token_hash LIKE ? || '%')"
+            " ORDER BY t.created_at DESC",
+            (user_id, user_id, token_id, token_id),
+        )
+        return [TokenInfo(r[0], r[1], r[2], r[3], _moment(r[4])) for r in rows]
+
+    async def delete_api_token(self, token_hash: str) -> None:
+        await self._execute("DELETE FROM api_tokens WHERE token_hash = ?", (token_hash,))
 
     # failed logins
     async def record_login_failure(self, keys: list[str]) -> None:
@@ -616,8 +678,11 @@ class SQLiteStorage(Storage):
         )
 
     async def users(self) -> list[UserListing]:
-        rows = await self._all("SELECT username, is_admin FROM users ORDER BY username_key")
-        return [UserListing(row[0], row[0], bool(row[1])) for row in rows]
+        rows = await self._all(
+            "SELECT username, is_admin, coalesce(display_name, username) FROM users"
+            " ORDER BY username_key"
+        )
+        return [UserListing(row[0], row[2], bool(row[1])) for row in rows]
 
     async def public_rooms(self) -> list[Room]:
         rows = await self._all(

@@ -63,8 +63,9 @@ def _int_arg(name: str, default: int | None = None, low: int = 1, high: int | No
 
 @bp.get("/me")
 async def me() -> Any:
-    """Who the caller is."""
-    return _user().to_json()
+    """Who the caller is (SPEC §5: exactly these three; ``hello`` adds display_name)."""
+    user = _user()
+    return {"id": user.id, "username": user.username, "is_admin": user.is_admin}
 
 
 @bp.get("/online")

@@ -43,7 +43,8 @@ async def register() -> ResponseReturnValue:
         user = await services().accounts.register(username, form.get("password", ""))
     except AccountError as error:
         return await _page("register.html", error.status, error=str(error), username=username)
-    login = await services().accounts.start_session(user)
+    login = await services().accounts.start_session(
+        user, request.headers.get("User-Agent", ""), remote_address())
     start_session(login.token)
     return see_other(url_for("pages.index"))
 
@@ -68,7 +69,8 @@ async def login() -> ResponseReturnValue:
         if error.retry_after is not None:
             response.headers["Retry-After"] = str(error.retry_after)
         return response
-    login = await services().accounts.start_session(user)
+    login = await services().accounts.start_session(
+        user, request.headers.get("User-Agent", ""), remote_address())
     start_session(login.token)
     return see_other(next_path, url_for("pages.index"))
 
