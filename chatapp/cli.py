@@ -76,8 +76,40 @@ def create_user_command(name: str, admin: bool, password: str | None) -> None:
 @click.argument("name")
 @click.option("--label", default="bot", show_default=True, help="What the token is for.")
 def create_token_command(name: str, label: str) -> None:
-    """Create an API token for user NAME (bots: Authorization: Bearer TOKEN)."""
+    """Create an API token for user NAME; prints the token, then its id (for revoke-token)."""
     from . import create_app
+    from .accounts import AccountError
+
+    app = create_app()
+
+    async def run() -> tuple[str, str]:
+        svc = app.extensions["chatapp"]
+        await svc.storage.connect()
+        try:
+            user = await svc.storage.user_by_name(name)
+            if user is None:
+                raise click.ClickException(f"no user {name!r}")
+            new = await svc.profile.create_token(user, label)
+            return new.token, new.info.id
+        finally:
+            await svc.storage.close()
+
+    try:
+        token, token_id = asyncio.run(run())
+    except AccountError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(token)
+    click.echo(f"Token id: {token_id}")
+    click.echo("Shown once: keep it secret. Send it as 'Authorization: Bearer <token>'; "
+               f"'chatapp revoke-token {token_id}' revokes it.", err=True)
+
+
+@click.command("revoke-token")
+@click.argument("token_id", metavar="ID")
+def revoke_token_command(token_id: str) -> None:
+    """Revoke an API token by the id create-token (or the account page) showed."""
+    from . import create_app
+    from .accounts import AccountError
 
     app = create_app()
 
@@ -85,16 +117,15 @@ def create_token_command(name: str, label: str) -> None:
         svc = app.extensions["chatapp"]
         await svc.storage.connect()
         try:
-            user = await svc.storage.user_by_name(name)
-            if user is None:
-                raise click.ClickException(f"no user {name!r}")
-            return str(await svc.accounts.create_api_token(user, label))
+            return str((await svc.profile.revoke_token(token_id)).username)
         finally:
             await svc.storage.close()
 
-    token = asyncio.run(run())
-    click.echo(token)
-    click.echo("Shown once: keep it secret. Send it as 'Authorization: Bearer <token>'.", err=True)
+    try:
+        owner = asyncio.run(run())
+    except AccountError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Revoked token {token_id} of {owner}")
 
 
 @click.command("serve")
@@ -227,6 +258,7 @@ main.add_command(serve_command)
 main.add_command(init_db_command)
 main.add_command(create_user_command)
 main.add_command(create_token_command)
+main.add_command(revoke_token_command)
 main.add_command(backup_command)
 main.add_command(restore_command)
 main.add_command(export_command)

@@ -206,6 +206,34 @@ def test_create_token_prints_a_token_that_authenticates(env):
     assert user is not None and user.username == "robot"  # type: ignore[attr-defined]
 
 
+def test_create_token_prints_its_id_and_revoke_token_ends_it(env):
+    assert run(env, "create-user", "robot", input=PASSWORD + "\n").exit_code == 0
+    result = CliRunner().invoke(main, ["create-token", "robot"], env=env)
+    assert result.exit_code == 0, result.output
+    token, id_line = result.stdout.strip().splitlines()
+    token_id = id_line.removeprefix("Token id: ")
+    assert token_hash(token).startswith(token_id) and len(token_id) == 16
+
+    async def who() -> object:
+        storage = open_storage(env["CHATAPP_DATABASE_URL"])
+        await storage.connect()
+        try:
+            return await storage.user_for_api_token(token_hash(token))
+        finally:
+            await storage.close()
+
+    assert asyncio.run(who()) is not None
+    refused = CliRunner().invoke(main, ["revoke-token", "0000000000000000"], env=env)
+    assert refused.exit_code != 0 and "no such token" in refused.output
+    assert asyncio.run(who()) is not None
+    done = CliRunner().invoke(main, ["revoke-token", token_id], env=env)
+    assert done.exit_code == 0, done.output
+    assert f"Revoked token {token_id} of robot" in done.stdout
+    assert asyncio.run(who()) is None
+    again = CliRunner().invoke(main, ["revoke-token", token_id], env=env)
+    assert again.exit_code != 0
+
+
 def test_create_token_for_unknown_user_fails(env):
     result = CliRunner().invoke(main, ["create-token", "nobody"], env=env)
     assert result.exit_code != 0
