@@ -203,3 +203,20 @@ def test_the_domain_and_the_seam_import_no_server_internals() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+async def test_coalesced_frames_stay_within_what_clients_accept() -> None:
+    """Many large queued events leave in several frames of at most FRAME_CHARS (the
+    websockets client refuses frames over 1 MiB by default), in order."""
+    from chatapp.broker.hub import FRAME_CHARS, Outbox
+
+    outbox = Outbox()
+    events = [json.dumps({"type": "message", "seq": n, "body": "x" * 4000}) for n in range(1, 101)]
+    for event in events:
+        outbox.push(event)
+    seqs: list[int] = []
+    while len(outbox):
+        frame = await outbox.next_frame()
+        assert frame is not None and len(frame) <= FRAME_CHARS + 2
+        seqs += [event["seq"] for event in events_of(frame)]
+    assert seqs == list(range(1, 101))

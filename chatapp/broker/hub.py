@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 OUTBOX_LIMIT = 1024  # queued events per connection before it counts as a slow consumer
 FRAME_LIMIT = 256  # events coalesced into one frame at most
+# ... and characters: clients cap what they accept (the websockets library: 1 MiB by
+# default), so a frame of many large events stops here (a single event may be more).
+FRAME_CHARS = 64 * 1024
 CATCH_UP_RETRY, CATCH_UP_RETRY_MAX = 0.5, 10.0  # seconds between catch-up attempts
 
 
@@ -199,7 +202,14 @@ class Outbox:
         if len(items) == 1:
             self.frame_events = 1
             return items.pop()
-        count = self.frame_events = min(len(items), FRAME_LIMIT)
+        count = min(len(items), FRAME_LIMIT)
+        size = len(items[0])
+        for index in range(1, count):
+            size += len(items[index]) + 1
+            if size > FRAME_CHARS:
+                count = index
+                break
+        self.frame_events = count
         batch = items[:count]
         del items[:count]
         if items:
