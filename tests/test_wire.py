@@ -211,7 +211,7 @@ async def test_coalesced_frames_stay_within_what_clients_accept() -> None:
     from chatapp.broker.hub import FRAME_CHARS, Outbox
 
     outbox = Outbox()
-    events = [json.dumps({"type": "message", "seq": n, "body": "x" * 4000}) for n in range(1, 101)]
+    events = [json.dumps({"type": "message", "seq": n, "body": "x" * 4000}) for n in range(1, 301)]
     for event in events:
         outbox.push(event)
     seqs: list[int] = []
@@ -219,4 +219,4 @@ async def test_coalesced_frames_stay_within_what_clients_accept() -> None:
         frame = await outbox.next_frame()
         assert frame is not None and len(frame) <= FRAME_CHARS + 2
         seqs += [event["seq"] for event in events_of(frame)]
-    assert seqs == list(range(1, 101))
+    assert seqs == list(range(1, 301))

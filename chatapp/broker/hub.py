@@ -27,7 +27,8 @@ OUTBOX_LIMIT = 1024  # queued events per connection before it counts as a slow c
 FRAME_LIMIT = 256  # events coalesced into one frame at most
 # ... and characters: clients cap what they accept (the websockets library: 1 MiB by
 # default), so a frame of many large events stops here (a single event may be more).
-FRAME_CHARS = 64 * 1024
+# At most 4 bytes a character: under 1 MiB.
+FRAME_CHARS = 256 * 1024 - 2
 CATCH_UP_RETRY, CATCH_UP_RETRY_MAX = 0.5, 10.0  # seconds between catch-up attempts
 
 
