@@ -17,6 +17,7 @@ import { isRoomEvent, quoteOf } from './roomstream.js';
 import { MessageActions } from './message-actions.js';
 import { setupSearch } from './search.js';
 import { setupRoomDialogs } from './dialogs.js';
+import { displayName, learnPeople, refreshNames, setMe } from './names.js';
 import {
   announce, closeDrawers, notify, setupChrome, setupNotifyButton, toast,
 } from './ui.js';
@@ -34,6 +35,7 @@ const VIEWING_ANSWERED_MS = 1500;
 const $ = (id) => document.getElementById(id);
 const body = document.body;
 const me = { id: Number(body.dataset.userId), username: body.dataset.username, isAdmin: false };
+setMe(me.username);
 
 const els = {
   composerForm: $('composer'),
@@ -106,6 +108,7 @@ function handleEvent(ev) {
   }
   switch (ev.type) {
     case 'hello': onHello(ev); break;
+    case 'user_updated': namesChanged(learnPeople([ev.user])); break;
     case 'ack': onAck(ev); break;
     case 'done': if (isRoomEvent(ev.event)) onRoomEvent(ev.event, { live: false }); break;
     case 'synced': onSynced(ev); break;
@@ -129,6 +132,8 @@ function onHello(ev) {
   const reconnect = state.everReady;
   state.epoch = ev.epoch;
   me.isAdmin = Boolean(ev.user?.is_admin);
+  namesChanged(learnPeople([ev.user]));
+  loadPeople(); // names changed while we were away are not replayed
   state.ready = true;
   state.everReady = true;
   socket.healthy();
@@ -230,14 +235,14 @@ function onMessageAdded(room, m, seq, live) {
     }
     // One notification per message (its tag: the user's other tabs show the same one).
     if (live && document.hidden && shouldNotify(room, m, me.username)) {
-      const title = room.kind === 'dm' ? m.author : `${m.author} in #${room.name}`;
+      const title = room.kind === 'dm' ? displayName(m.author) : `${displayName(m.author)} in #${room.name}`;
       notify(title, quoteOf(m, 200).text, `message-${m.id}`, () => openAt(room.slug, m.id));
     }
   }
   if (isCurrent) {
     if (wasPinned || own) scrollToBottom();
     else if (!own) els.pill.hidden = false;
-    if (live && !own) announce(`${m.author}: ${m.body.slice(0, 200)}`);
+    if (live && !own) announce(`${displayName(m.author)}: ${m.body.slice(0, 200)}`);
   }
   renderRooms();
   scheduleRead();
@@ -456,12 +461,31 @@ function openAt(slug, id) {
   }
 }
 
+/** Everyone's display name (GET /api/v1/users), after each hello. */
+async function loadPeople() {
+  try {
+    namesChanged(learnPeople((await api('/api/v1/users')).users));
+  } catch {
+    // Names stay as they were; the next hello tries again.
+  }
+}
+
+/** A display name changed (user_updated, or learnt): every name on screen follows. */
+function namesChanged(usernames) {
+  if (!usernames.length) return;
+  refreshNames(usernames);
+  renderRooms();
+  renderHeader();
+  renderOnline();
+  renderTyping();
+}
+
 /** Who can be @mentioned in the current room: its members (fetched once a minute). */
 function peopleHere() {
   const room = currentRoom();
   if (!room) return [];
   const names = room.kind === 'dm' ? room.members ?? [] : room.memberList ?? [...state.online];
-  return names.map((username) => ({ username }));
+  return names.map((username) => ({ username, display_name: displayName(username) }));
 }
 
 async function fetchMembers(room) {
@@ -742,7 +766,7 @@ function renderTyping() {
       else names.push(user);
     }
   }
-  names = names.sort();
+  names = names.map(displayName).sort();
   let text = '';
   if (names.length === 1) text = `${names[0]} is typing…`;
   else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
@@ -1119,7 +1143,7 @@ function init() {
       mentions: Number(d.mentions) || 0, notify: d.notify || 'all', members: d.members ? d.members.split(',') : null,
     });
   }
-  for (const li of els.onlineList.querySelectorAll('.online-name')) state.online.add(li.textContent);
+  for (const li of els.onlineList.querySelectorAll('.online-name')) state.online.add(li.dataset.person ?? li.textContent);
   for (const el of document.querySelectorAll('[data-avatar]')) el.classList.add(hueClass(el.dataset.avatar));
   state.outbox.restore();
   history.replaceState({ room: state.current }, '', location.href);

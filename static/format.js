@@ -1,5 +1,6 @@
 // Small pure helpers: DOM building, time formatting, safe text rendering.
 import { mentions, parseBody } from './markup.js';
+import { personTitle } from './names.js';
 
 /** Create an element; children may be nodes or strings (always inserted as text). */
 export function h(tag, attrs = {}, ...children) {
@@ -122,7 +123,9 @@ function inlineNode(t, me) {
     case 'link': return h('a', { href: t.href, target: '_blank', rel: 'noopener noreferrer nofollow' }, t.text);
     case 'mention': {
       const isMe = t.user.toLowerCase() === me.toLowerCase() || t.user.toLowerCase() === 'room';
-      return h('span', { class: isMe ? 'mention mention-me' : 'mention' }, t.text);
+      // The text stays what the author wrote (search highlights index into it); the
+      // person's display name shows on hover.
+      return h('span', { class: isMe ? 'mention mention-me' : 'mention', title: t.user.toLowerCase() === 'room' ? null : personTitle(t.user) }, t.text);
     }
     default: return document.createTextNode(t.text);
   }

@@ -3,6 +3,7 @@
 import { h, icon, hueClass, initial } from './format.js';
 import { RoomStream } from './roomstream.js';
 import { titleWithCount, totals } from './attention.js';
+import { displayName, dmLabel, person } from './names.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -11,7 +12,7 @@ export class Room {
     slug, name, kind, unread = 0, mentions = 0, notify = 'all', members = null, last_seq: lastSeq = 0,
   }) {
     this.slug = slug;
-    this.name = name;
+    this.name = name; // a DM's is the others' display names, see below
     this.kind = kind;
     this.unread = unread;
     this.mentions = mentions; // unread messages that mention me (or @room)
@@ -28,6 +29,11 @@ export class Room {
     this.syncTimer = null;
     this.draft = '';
   }
+
+  /** A DM is named after the other members as people see them (display names). */
+  get name() { return this.kind === 'dm' && this.members ? dmLabel(this.members, this.serverName) : this.serverName; }
+
+  set name(value) { this.serverName = value; }
 
   get lastSeq() { return this.stream.lastSeq; }
 
@@ -87,7 +93,7 @@ export function renderRooms(rooms, currentSlug, { me = '', online = new Set() } 
       const isOnline = others.some((u) => online.has(u));
       if (item.kindIcon.isConnected) item.kindIcon.remove();
       item.avatar.className = `avatar avatar-xs ${hueClass(first)}${others.length > 1 ? ' is-group' : ''}`;
-      item.avatar.replaceChildren(others.length > 1 ? String(others.length) : initial(first), item.dot);
+      item.avatar.replaceChildren(others.length > 1 ? String(others.length) : initial(displayName(first)), item.dot);
       item.dot.hidden = !isOnline;
       item.link.classList.toggle('is-online', isOnline);
       if (!item.avatar.isConnected) item.link.prepend(item.avatar);
@@ -147,14 +153,14 @@ let onlineShown = null; // what the online list shows, to skip needless redraws
 export function renderOnline(online, me, viewing = new Set()) {
   const names = [...online].sort((a, b) => a.localeCompare(b, undefined, { sensitivity: 'base' }));
   const here = names.filter((name) => viewing.has(name));
-  const key = JSON.stringify([me, names, here]);
+  const key = JSON.stringify([me, names.map(displayName), here]);
   if (key === onlineShown) return;
   onlineShown = key;
   $('online-list').replaceChildren(...names.map((name) => {
     const isHere = viewing.has(name);
     return h('li', { class: `online-user${isHere ? ' is-viewing' : ''}` },
-      h('span', { class: `avatar avatar-sm ${hueClass(name)}`, 'aria-hidden': 'true' }, initial(name), h('span', { class: 'presence-dot' })),
-      h('span', { class: 'online-name' }, name),
+      h('span', { class: `avatar avatar-sm ${hueClass(name)}`, 'aria-hidden': 'true' }, initial(displayName(name)), h('span', { class: 'presence-dot' })),
+      person(name, 'online-name'),
       name === me ? h('span', { class: 'you-tag' }, 'you') : null,
       h('span', { class: `viewing-mark${isHere ? ' is-viewing' : ''}`, title: isHere ? 'Viewing this room now' : null },
         icon('eye'),

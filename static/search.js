@@ -6,6 +6,7 @@
 import { api, ApiError } from './api.js';
 import { clockTime, h } from './format.js';
 import { markedSnippet } from './searchmarks.js';
+import { person } from './names.js';
 
 const DEBOUNCE_MS = 180;
 const PAGE = 20;
@@ -101,7 +102,7 @@ export function setupSearch({ input, panel, roomName, onOpen }) {
     },
     h('span', { class: 'search-meta' },
       h('span', { class: 'search-room' }, roomName(m.room)),
-      h('span', { class: 'search-author' }, m.author),
+      person(m.author, 'search-author'),
       h('time', { datetime: m.created_at, title: when.toLocaleString() },
         `${when.toLocaleDateString()} ${clockTime(when)}`)),
     text);

@@ -7,6 +7,7 @@ import {
 } from './format.js';
 import { attachmentsNode } from './attachments.js';
 import { quoteOf } from './roomstream.js';
+import { displayName, person } from './names.js';
 
 export class Timeline {
   /**
@@ -222,9 +223,9 @@ export class Timeline {
     const el = h('button', {
       type: 'button',
       class: `msg-quote${q.deleted ? ' is-deleted' : ''}`,
-      'aria-label': q.deleted ? 'In reply to a deleted message' : `In reply to ${q.author ?? 'an earlier message'}: ${q.text}. Show it`,
+      'aria-label': q.deleted ? 'In reply to a deleted message' : `In reply to ${q.author ? displayName(q.author) : 'an earlier message'}: ${q.text}. Show it`,
       disabled: q.deleted,
-    }, q.author ? h('span', { class: 'msg-quote-author' }, q.author) : null, h('span', { class: 'msg-quote-text' }, q.text));
+    }, q.author ? person(q.author, 'msg-quote-author') : null, h('span', { class: 'msg-quote-text' }, q.text));
     el.addEventListener('click', () => this.opts.onJump?.(id));
     return el;
   }
@@ -238,7 +239,7 @@ export class Timeline {
     const content = h('div', { class: 'msg-content' });
     if (!cont) {
       content.append(h('div', { class: 'msg-head' },
-        h('span', { class: 'msg-author' }, author),
+        person(author, 'msg-author'),
         bot ? h('span', { class: 'bot-badge' }, 'bot') : null,
         timeElement(date)));
     }
@@ -254,7 +255,7 @@ export class Timeline {
       : h('div', { class: 'msg-gutter' }, h('span', { class: `avatar ${hueClass(author)}`, 'aria-hidden': 'true' }, initial(author)));
     if (cont) {
       // Screen readers still hear who wrote a grouped line.
-      content.prepend(h('span', { class: 'sr-only' }, `${author}: `));
+      content.prepend(h('span', { class: 'sr-only' }, person(author), ': '));
     }
     return h('li', { class: classes.join(' ') }, gutter, content);
   }

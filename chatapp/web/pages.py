@@ -38,6 +38,17 @@ async def permalink(message_id: int) -> ResponseReturnValue:
     return await _chat_page(message.room, focus=message.id)
 
 
+class _Names(dict[str, str]):
+    """username -> display name; an unknown username shows as itself."""
+
+    def __missing__(self, username: str) -> str:
+        return username
+
+
+async def _shown_names() -> _Names:
+    return _Names((u.username, u.display_name) for u in await services().storage.users())
+
+
 async def _chat_page(slug: str, focus: int | None = None) -> ResponseReturnValue:
     user = current_user()
     if user is None:
@@ -53,6 +64,7 @@ async def _chat_page(slug: str, focus: int | None = None) -> ResponseReturnValue
     current = next((r for r in rooms if r.slug == room.slug), None)
     if current is None:  # a public room the user has not joined yet
         current = RoomSummary(room.id, room.slug, room.name, room.kind, 0, room.last_seq)
+    shown = await _shown_names()
     html = await render_template(
         "chat.html",
         user=user,
@@ -60,6 +72,8 @@ async def _chat_page(slug: str, focus: int | None = None) -> ResponseReturnValue
         room=current,
         joined=any(r.slug == room.slug for r in rooms),
         online=await svc.presence.online(),
+        shown=shown,
+        dm_label=lambda r: ", ".join(shown[m] for m in r.members if m != user.username),
         focus=focus,
     )
     return Response(html, mimetype="text/html")
