@@ -132,7 +132,8 @@ async def test_hello_is_first_with_user_rooms_online_and_epoch(auth):
     async with connect(alice) as ws:
         hello = ws.hello
         assert ws.events[0] is hello
-        assert set(hello["user"]) == {"id", "username", "is_admin"}
+        assert set(hello["user"]) == {"id", "username", "display_name", "is_admin"}
+        assert hello["user"]["display_name"] == "alice"  # the username until one is set
         assert hello["user"]["username"] == "alice" and hello["user"]["is_admin"] in (True, False)
         general = next(r for r in hello["rooms"] if r["slug"] == GENERAL)
         assert general["unread"] == 3 and general["last_seq"] == 3
