@@ -18,7 +18,7 @@ import websockets
 
 from . import pg
 from .conftest import need_service, port_open
-from .servers import Browser, Server, events_of, free_port
+from .servers import Browser, Server, close_code, events_of, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
 
@@ -127,6 +127,36 @@ async def test_two_processes_share_rooms_presence_typing_and_sessions(
         assert status == 200 and json.loads(body)["username"] == "alice"
         second_tab = await Client.open(b, alice_on_b)
         await second_tab.close()
+        for client in (on_a, on_b):
+            await client.close()
+    finally:
+        a.kill()
+        b.kill()
+
+
+async def test_account_changes_reach_the_other_process(tmp_path: Path, database: str) -> None:
+    """A display name set on one process reaches sockets on the other as user_updated;
+    "sign out everywhere else" on one process closes the session's socket on the other."""
+    a, b = pair(tmp_path, shared_redis(), database)
+    try:
+        alice, on_a, bob, on_b = await alice_on_a_bob_on_b(a, b)
+        status, _, _ = await asyncio.to_thread(alice.request, "/account/profile", form={
+            "display_name": "Alice Liddell", "csrf_token": alice.csrf("/account")})
+        assert status == 303
+        got = await on_b.wait_for(lambda e: e["type"] == "user_updated")
+        assert got["user"]["username"] == "alice"
+        assert got["user"]["display_name"] == "Alice Liddell"
+        # alice's second device, connected to process B, is signed out from A.
+        phone = Browser(b.base)
+        assert await asyncio.to_thread(phone.login, "alice") == 303
+        ws = await websockets.connect(b.ws_url, additional_headers=phone.ws_headers())
+        status, _, _ = await asyncio.to_thread(
+            alice.request, "/account/sessions/revoke-others",
+            form={"csrf_token": alice.csrf("/account")})
+        assert status == 303
+        assert await close_code(ws) == 1008
+        assert (await asyncio.to_thread(phone.request, "/api/v1/me"))[0] == 401
+        assert (await asyncio.to_thread(alice.request, "/api/v1/me"))[0] == 200
         for client in (on_a, on_b):
             await client.close()
     finally:
