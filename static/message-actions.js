@@ -3,6 +3,7 @@
 // message toggles your reaction with a click. Everything is reachable by keyboard.
 
 import { h } from './format.js';
+import { displayName } from './names.js';
 
 export const QUICK_EMOJI = ['👍', '❤️', '😂', '🎉', '👀', '✅'];
 const MORE_EMOJI = [
@@ -31,7 +32,7 @@ export class MessageActions {
     const btn = h('button', {
       type: 'button',
       class: 'msg-actions-btn icon-btn',
-      'aria-label': `Actions for the message from ${m.author}`,
+      'aria-label': `Actions for the message from ${displayName(m.author)}`,
       'aria-haspopup': 'menu',
       'aria-expanded': 'false',
       title: 'React, reply, edit…',
@@ -45,7 +46,8 @@ export class MessageActions {
     const row = h('div', { class: 'reactions', role: 'group', 'aria-label': 'Reactions' });
     for (const r of m.reactions) {
       const mine = r.users.includes(this.opts.me);
-      const who = r.users.length > 8 ? `${r.users.slice(0, 8).join(', ')} and ${r.users.length - 8} more` : r.users.join(', ');
+      const names = r.users.map(displayName);
+      const who = names.length > 8 ? `${names.slice(0, 8).join(', ')} and ${names.length - 8} more` : names.join(', ');
       const btn = h('button', {
         type: 'button',
         class: `reaction${mine ? ' is-mine' : ''}`,
