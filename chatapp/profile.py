@@ -11,13 +11,20 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from .accounts import AccountError, check_password, token_hash
+from .accounts import (
+    FAILURE_WINDOW,
+    MAX_FAILURES_PER_USER,
+    AccountError,
+    check_password,
+    token_hash,
+)
 from .broker.hub import Hub
 from .devices import Device, describe
 from .events import CLOSE_LOGGED_OUT, PRESENCE_CHANNEL, encode, session_channel
 from .names import InvalidNameError, clean_name
 from .passwords import Passwords
 from .storage import Storage, TokenInfo, User
+from .storage.models import utcnow
 
 LABEL_MAX = 64
 
@@ -66,10 +73,20 @@ class Profile:
     ) -> int:
         """Set a new password (the current one is required); end every other session.
 
-        Returns how many sessions ended. ``keep`` is the session making the change."""
+        Returns how many sessions ended. ``keep`` is the session making the change.
+        Wrong current passwords count like failed logins (5 in 15 minutes, then 429),
+        so a borrowed session cannot guess the password here instead of at /login."""
+        key = f"password:{user.id}"
+        now = utcnow()
+        count, oldest = await self.storage.login_failures(key, now - FAILURE_WINDOW)
+        if count >= MAX_FAILURES_PER_USER and oldest is not None:
+            wait = (oldest + FAILURE_WINDOW - now).total_seconds()
+            raise ProfileError("Too many wrong passwords. Try again later.", 429,
+                               retry_after=max(1, int(wait) + 1))
         fresh = await self.storage.user_by_name(user.username)
         stored = fresh.password_hash if fresh is not None else None
         if not await self.passwords.verify(stored, current[:1024]):
+            await self.storage.record_login_failure([key])
             raise ProfileError("The current password is not right.", 403)
         check_password(new)
         await self.storage.set_password_hash(user.id, await self.passwords.hash(new))

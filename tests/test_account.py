@@ -204,6 +204,20 @@ async def test_wrong_current_password_is_403(auth):
     assert (await auth.login(auth.new_client(), "alice", PASSWORD)).status_code == 303
 
 
+async def test_wrong_current_passwords_are_throttled(auth):
+    client, _ = await auth.user("alice")
+    for _ in range(5):
+        response = await post(auth, client, "/account/password",
+                              current_password="guess", new_password=NEW_PASSWORD)
+        assert response.status_code == 403
+    response = await post(auth, client, "/account/password",
+                          current_password=PASSWORD, new_password=NEW_PASSWORD)
+    assert response.status_code == 429 and int(response.headers["Retry-After"]) > 0
+    assert "Too many" in await response.get_data(as_text=True)
+    # Logging in is a separate budget: the owner is not locked out of /login.
+    assert (await auth.login(auth.new_client(), "alice", PASSWORD)).status_code == 303
+
+
 async def test_too_short_new_password_is_400(auth):
     client, _ = await auth.user("alice")
     response = await post(auth, client, "/account/password",

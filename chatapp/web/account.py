@@ -71,7 +71,10 @@ async def _refused(error: AccountError) -> ResponseReturnValue:
         return see_other(login_url(url_for("account.page")))
     if error.status == 404:
         return await html_error(404, str(error))
-    return await _page(user, error.status, error=str(error))
+    response = await _page(user, error.status, error=str(error))
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 @bp.get("/account")
