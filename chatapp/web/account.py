@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from quart import Blueprint, Response, g, render_template, request, session, url_for
@@ -96,7 +97,10 @@ async def profile() -> ResponseReturnValue:
     try:
         await services().profile.rename(user, name)
     except ProfileError as error:
-        return await _page(user, error.status, error=str(error), display_name=name)
+        # Shown again without the invisible characters it was refused for, so that
+        # sending it again as it looks works.
+        shown = "".join(c for c in name[:256] if unicodedata.category(c) not in ("Cc", "Cf"))
+        return await _page(user, error.status, error=str(error), display_name=shown)
     return _back("profile")
 
 
