@@ -23,6 +23,7 @@ MAX_FAILURES_PER_USER = 5
 MAX_FAILURES_PER_ADDRESS = 20
 SESSION_IDLE = timedelta(days=14)
 TOO_MANY_FAILURES = "Too many failed logins. Try again later."
+DEACTIVATED = "This account is deactivated. Ask an administrator to reactivate it."
 ATTEMPT_WAIT = 30.0  # seconds a login may wait for attempts in flight to finish
 SESSION_TOUCH_EVERY = timedelta(minutes=1)
 
@@ -87,6 +88,8 @@ class Accounts:
             user = await self._verify(username, password, keys)
         finally:
             await self._give_back(keys, attempt)
+        if not user.active:  # told only to whoever knows the password
+            raise AccountError(DEACTIVATED, status=403)
         if self.passwords.needs_rehash(user.password_hash):
             await self.storage.set_password_hash(user.id, await self.passwords.hash(password))
         return user
@@ -159,7 +162,7 @@ class Accounts:
         now = utcnow()
         hashed = token_hash(token)
         record = await self.storage.session(hashed, now - SESSION_IDLE)
-        if record is None:
+        if record is None or not record.user.active:
             return None
         if now - record.last_seen > SESSION_TOUCH_EVERY:
             await self.storage.touch_session(hashed, None if address is None else address[:64])
@@ -174,7 +177,8 @@ class Accounts:
     async def user_for_api_token(self, token: str) -> User | None:
         if not token or len(token) > 256:
             return None
-        return await self.storage.user_for_api_token(token_hash(token))
+        user = await self.storage.user_for_api_token(token_hash(token))
+        return user if user is not None and user.active else None
 
     async def end_session(self, token: str) -> None:
         await self.storage.delete_session(token_hash(token))

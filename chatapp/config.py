@@ -34,7 +34,13 @@ DEFAULTS: dict[str, Any] = {
     "CHATAPP_UPLOAD_DIR": "",
     "CHATAPP_LOG_FORMAT": "text",
     "CHATAPP_LOG_LEVEL": "INFO",
+    # Who may register (SPEC §11): open, invite or closed.
+    "CHATAPP_REGISTRATION": "open",
+    # The address people reach the app at (https://chat.example.com): `chatapp
+    # reset-link` prints full links with it; empty: a path only.
+    "CHATAPP_PUBLIC_URL": "",
 }
+REGISTRATION_MODES = ("open", "invite", "closed")
 # Not in DEFAULTS: production must name its hosts (CHATAPP_ALLOWED_HOSTS).
 DEVELOPMENT_HOSTS = "localhost,127.0.0.1,[::1]"
 
@@ -109,6 +115,12 @@ def load(
     if compression not in ("on", "off"):
         raise ConfigError(f"CHATAPP_WS_COMPRESSION must be on or off, got {compression!r}")
     config["CHATAPP_WS_COMPRESSION"] = compression == "on"
+    registration = str(config["CHATAPP_REGISTRATION"]).strip().lower()
+    if registration not in REGISTRATION_MODES:
+        raise ConfigError("CHATAPP_REGISTRATION must be open, invite or closed, "
+                          f"got {config['CHATAPP_REGISTRATION']!r}")
+    config["CHATAPP_REGISTRATION"] = registration
+    config["CHATAPP_PUBLIC_URL"] = str(config["CHATAPP_PUBLIC_URL"]).strip().rstrip("/")
     _uploads(config, instance)
     _front_door(config, production)
     origins = config["CHATAPP_ALLOWED_ORIGINS"]

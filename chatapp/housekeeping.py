@@ -8,9 +8,8 @@ writer thread, so neither the event loop nor a message waits behind a long
 transaction), and the task yields between batches. Several processes pruning one
 database is harmless: each row goes once.
 
-Other kinds of expiring rows register a pruner with ``add``; expired invites
-(SPEC §11) are the next: ``housekeeper.add("invites", storage.prune_invites)`` with
-a storage method of the same shape as the two below.
+Other kinds of expiring rows register a pruner with ``add`` (``services`` adds
+orphaned uploads, expired invites and expired password reset links).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import IO, Any
 from quart import Quart, current_app
 
 from .accounts import Accounts
+from .admin import Administration
 from .broker import Transport, open_transport
 from .broker.hub import Hub
 from .chat import Chat
@@ -40,6 +41,7 @@ class Services:
     presence: Presence
     accounts: Accounts
     profile: Profile
+    admin: Administration
     chat: Chat
     limits: Limits
     metrics: Metrics
@@ -63,13 +65,15 @@ def init_app(app: Quart) -> None:
     hub = Hub(transport, metrics)
     connections: set[Any] = set()
     passwords = Passwords()
+    accounts = Accounts(storage, passwords, limits)
     services = Services(
         storage=storage,
         transport=transport,
         hub=hub,
         presence=Presence(hub, config["CHATAPP_PRESENCE_GRACE_SECONDS"]),
-        accounts=Accounts(storage, passwords, limits),
+        accounts=accounts,
         profile=Profile(storage, passwords, hub),
+        admin=Administration(storage, accounts, hub, config["CHATAPP_REGISTRATION"]),
         chat=Chat(storage, hub, limits),
         limits=limits,
         metrics=metrics,
@@ -80,6 +84,8 @@ def init_app(app: Quart) -> None:
         connections=connections,
     )
     services.housekeeper.add("uploads", services.uploads.prune)  # orphans (SPEC §10)
+    services.housekeeper.add("invites", storage.prune_invites)  # expired (SPEC §8, §11)
+    services.housekeeper.add("reset_links", storage.prune_resets)
     services.chat.stored_counter = services.metrics.messages_stored
     hub.catch_up = services.chat.catch_up
     app.extensions["chatapp"] = services

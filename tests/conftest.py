@@ -47,7 +47,7 @@ def port_open(host: str, port: int) -> bool:
 # on the scale-out backends (PostgreSQL, Redis), so both keep every promise.
 BACKEND_SUITES = {
     "test_smoke", "test_accounts", "test_api", "test_api_tokens", "test_pages", "test_ws_protocol",
-    "test_account",
+    "test_account", "test_admin",
     "test_server", "test_ws_server", "test_ws_conversations", "test_api_messages",
     "test_hardening", "test_dms", "test_mentions", "test_search", "test_uploads",
 }

@@ -7,6 +7,9 @@ from datetime import datetime
 
 from .models import (
     NOTIFY_CHOICES,
+    AccountRow,
+    AuditEntry,
+    Invite,
     Message,
     MessagePage,
     Reaction,
@@ -24,6 +27,9 @@ from .search import Phrase, SearchQuery
 
 __all__ = [
     "NOTIFY_CHOICES",
+    "AccountRow",
+    "AuditEntry",
+    "Invite",
     "Message",
     "Phrase",
     "SearchQuery",
@@ -340,6 +346,64 @@ class Storage(ABC):
     async def prune_uploads(self, before: datetime, limit: int) -> list[str]:
         """Delete at most ``limit`` uploads created before ``before`` and attached to no
         message; return their disk keys (the caller removes the files)."""
+
+    # administration (SPEC §11; engines: ``sqlite_admin``, ``postgres_admin``)
+    @abstractmethod
+    async def has_users(self) -> bool: ...
+
+    @abstractmethod
+    async def accounts(self) -> list[AccountRow]:
+        """Every user with last seen, sessions and API tokens counts, by username."""
+
+    @abstractmethod
+    async def set_active(self, user_id: int, active: bool) -> list[str] | None:
+        """Deactivate (deleting the user's sessions and API tokens in the same
+        transaction; returns the session hashes deleted) or reactivate (returns []).
+        None when refused: deactivating the last active admin."""
+
+    @abstractmethod
+    async def set_admin(self, user_id: int, admin: bool) -> bool:
+        """Grant or revoke admin; False when refused (revoking the last active admin)."""
+
+    @abstractmethod
+    async def create_invite(self, code: str, creator_id: int, uses: int,
+                            expires_at: datetime) -> None: ...
+
+    @abstractmethod
+    async def invites(self) -> list[Invite]:
+        """Every invite not yet pruned, newest first."""
+
+    @abstractmethod
+    async def invite(self, code: str) -> Invite | None: ...
+
+    @abstractmethod
+    async def revoke_invite(self, code: str) -> bool: ...
+
+    @abstractmethod
+    async def take_invite(self, code: str, now: datetime, give_back: bool = False) -> bool:
+        """Use one of an invite's uses if it is usable at ``now`` (or give one back)."""
+
+    @abstractmethod
+    async def create_reset(self, token_hash: str, user_id: int, expires_at: datetime) -> None: ...
+
+    @abstractmethod
+    async def reset_user(self, token_hash: str, now: datetime, *, use: bool) -> User | None:
+        """The user of an unused, unexpired reset token; ``use`` marks it used (once)."""
+
+    @abstractmethod
+    async def add_audit(self, actor: str, action: str, target: str, address: str) -> None: ...
+
+    @abstractmethod
+    async def audit(self, limit: int) -> list[AuditEntry]:
+        """The newest audit entries, newest first."""
+
+    @abstractmethod
+    async def prune_invites(self, now: datetime, limit: int) -> int:
+        """Delete at most ``limit`` invites expired before ``now``; how many."""
+
+    @abstractmethod
+    async def prune_resets(self, now: datetime, limit: int) -> int:
+        """Delete at most ``limit`` reset tokens expired before ``now``; how many."""
 
 
 def open_storage(url: str) -> Storage:

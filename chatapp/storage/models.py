@@ -24,6 +24,7 @@ class User:
     is_admin: bool
     password_hash: str
     display_name: str | None = None  # None: people see the username
+    active: bool = True  # False: deactivated by an admin (SPEC §11)
 
     @property
     def shown_name(self) -> str:
@@ -35,7 +36,8 @@ class User:
 
     def listing_json(self) -> dict[str, Any]:
         """The user as ``user_updated`` and ``GET /api/v1/users`` describe people."""
-        return UserListing(self.username, self.shown_name, self.is_admin).to_json()
+        return UserListing(self.username, self.shown_name, self.is_admin,
+                           active=self.active).to_json()
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,3 +284,39 @@ class TokenInfo:
 class MessagePage:
     messages: list[Message]
     has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    """A user as the admin page lists them."""
+
+    username: str
+    display_name: str
+    is_admin: bool
+    active: bool
+    last_seen: datetime | None
+    sessions: int
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    code: str
+    created_by: str | None
+    created_at: datetime
+    expires_at: datetime
+    uses: int
+    used: int
+    revoked: bool
+
+    def usable(self, now: datetime) -> bool:
+        return not self.revoked and self.used < self.uses and now < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    address: str

@@ -47,6 +47,7 @@ from . import postgres_events as events
 from . import postgres_uploads as uploads
 from .migrations import check_version
 from .models import isoformat, join_mentions, summary_from_row, utcnow
+from .postgres_admin import PostgresAdmin
 from .postgres_events import MESSAGE_COLUMNS, MESSAGE_FROM, with_reactions
 from .postgres_events import message_from_row as _message
 from .postgres_schema import MIGRATIONS
@@ -63,8 +64,10 @@ SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # Every process migrating the same database queues on this lock (any 64-bit constant).
 MIGRATION_LOCK = 0x63686174_6D696772  # "chatmigr"
 
-USER_COLUMNS = "id, username, is_admin, password_hash, display_name"
-U_USER_COLUMNS = "u.id, u.username, u.is_admin, u.password_hash, u.display_name"
+USER_COLUMNS = "id, username, is_admin, password_hash, display_name, deactivated_at IS NULL"
+U_USER_COLUMNS = (
+    "u.id, u.username, u.is_admin, u.password_hash, u.display_name, u.deactivated_at IS NULL"
+)
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 # The server is away (down, restarting, unreachable, out of connections or disk),
 # not refusing this statement: the caller may retry once it is back.
@@ -103,7 +106,7 @@ def storage_error(exc: BaseException, doing: str) -> StorageError:
 
 def _user(row: Any) -> User:
     return User(id=row[0], username=row[1], is_admin=bool(row[2]), password_hash=row[3],
-                display_name=row[4])
+                display_name=row[4], active=bool(row[5]))
 
 
 def split_url(url: str) -> tuple[str, str | None]:
@@ -142,7 +145,7 @@ class _DuplicateNonceError(Exception):
     """The nonce is taken: roll the seq back and return the stored message."""
 
 
-class PostgresStorage(Storage):
+class PostgresStorage(PostgresAdmin, Storage):
     def __init__(self, url: str) -> None:
         self._dsn, self._schema = split_url(url)
         self._pool: asyncpg.Pool | None = None
@@ -551,10 +554,11 @@ class PostgresStorage(Storage):
 
     async def users(self) -> list[UserListing]:
         rows = await self._all(
-            "SELECT username, is_admin, coalesce(display_name, username) FROM users"
+            "SELECT username, is_admin, coalesce(display_name, username), deactivated_at IS NULL"
+            " FROM users"
             " ORDER BY username_key COLLATE \"C\""
         )
-        return [UserListing(row[0], row[2], bool(row[1])) for row in rows]
+        return [UserListing(row[0], row[2], bool(row[1]), active=bool(row[3])) for row in rows]
 
     async def public_rooms(self) -> list[Room]:
         rows = await self._all(

@@ -178,4 +178,34 @@ MIGRATIONS: list[str] = [
     ALTER TABLE sessions ADD COLUMN user_agent text NOT NULL DEFAULT '';
     ALTER TABLE sessions ADD COLUMN address text NOT NULL DEFAULT '';
     """,
+    # 8: administration (see sqlite_schema)
+    """
+    ALTER TABLE users ADD COLUMN deactivated_at timestamptz;
+    CREATE TABLE invites (
+        code text PRIMARY KEY,
+        created_by bigint REFERENCES users(id) ON DELETE SET NULL,
+        created_at timestamptz NOT NULL,
+        expires_at timestamptz NOT NULL,
+        uses integer NOT NULL,
+        used integer NOT NULL DEFAULT 0,
+        revoked boolean NOT NULL DEFAULT false
+    );
+    CREATE INDEX invites_expiry ON invites(expires_at);
+    CREATE TABLE reset_tokens (
+        token_hash text PRIMARY KEY,
+        user_id bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at timestamptz NOT NULL,
+        expires_at timestamptz NOT NULL,
+        used_at timestamptz
+    );
+    CREATE INDEX reset_tokens_expiry ON reset_tokens(expires_at);
+    CREATE TABLE audit_log (
+        id bigserial PRIMARY KEY,
+        at timestamptz NOT NULL,
+        actor text NOT NULL,
+        action text NOT NULL,
+        target text NOT NULL,
+        address text NOT NULL
+    );
+    """,
 ]

@@ -45,6 +45,7 @@ from . import sqlite_uploads as uploads
 from .migrations import check_version, split_sql
 from .models import isoformat, summary_from_row, utcnow
 from .search import SearchQuery, sqlite_search
+from .sqlite_admin import SQLiteAdmin
 from .sqlite_messages import (
     MESSAGE_COLUMNS,
     MESSAGE_FROM,
@@ -95,13 +96,15 @@ def storage_error(exc: BaseException, doing: str) -> StorageError:
     return kind(f"{doing}: {exc!r}")
 
 
-USER_COLUMNS = "id, username, is_admin, password_hash, display_name"
-U_USER_COLUMNS = "u.id, u.username, u.is_admin, u.password_hash, u.display_name"
+USER_COLUMNS = "id, username, is_admin, password_hash, display_name, deactivated_at IS NULL"
+U_USER_COLUMNS = (
+    "u.id, u.username, u.is_admin, u.password_hash, u.display_name, u.deactivated_at IS NULL"
+)
 
 
 def _user(row: Any) -> User:
     return User(id=row[0], username=row[1], is_admin=bool(row[2]), password_hash=row[3],
-                display_name=row[4])
+                display_name=row[4], active=bool(row[5]))
 
 
 def _moment(text: str) -> datetime:
@@ -270,7 +273,7 @@ def _insert(conn: sqlite3.Connection, run: list[NewMessage]) -> list[Any]:
         return results
 
 
-class SQLiteStorage(Storage):
+class SQLiteStorage(SQLiteAdmin, Storage):
     def __init__(self, path: str) -> None:
         self._path = path
         self._reader: aiosqlite.Connection | None = None
@@ -679,10 +682,11 @@ class SQLiteStorage(Storage):
 
     async def users(self) -> list[UserListing]:
         rows = await self._all(
-            "SELECT username, is_admin, coalesce(display_name, username) FROM users"
+            "SELECT username, is_admin, coalesce(display_name, username), deactivated_at IS NULL"
+            " FROM users"
             " ORDER BY username_key"
         )
-        return [UserListing(row[0], row[2], bool(row[1])) for row in rows]
+        return [UserListing(row[0], row[2], bool(row[1]), active=bool(row[3])) for row in rows]
 
     async def public_rooms(self) -> list[Room]:
         rows = await self._all(

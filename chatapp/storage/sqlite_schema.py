@@ -174,4 +174,35 @@ MIGRATIONS: list[str] = [
     ALTER TABLE sessions ADD COLUMN user_agent TEXT NOT NULL DEFAULT '';
     ALTER TABLE sessions ADD COLUMN address TEXT NOT NULL DEFAULT '';
     """,
+    # 8: administration (SPEC §11): deactivated accounts (NULL: active), invite links,
+    # one-time password reset links (only the token's hash is kept), the audit log.
+    """
+    ALTER TABLE users ADD COLUMN deactivated_at TEXT;
+    CREATE TABLE invites (
+        code TEXT PRIMARY KEY,
+        created_by INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        uses INTEGER NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX invites_expiry ON invites(expires_at);
+    CREATE TABLE reset_tokens (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        used_at TEXT
+    );
+    CREATE INDEX reset_tokens_expiry ON reset_tokens(expires_at);
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        address TEXT NOT NULL
+    );
+    """,
 ]

@@ -34,15 +34,20 @@ def _check_form_csrf(form: Any) -> None:
 @bp.route("/register", methods=["GET", "POST"])
 async def register() -> ResponseReturnValue:
     """Create an account and log it in."""
+    admin = services().admin
+    if not await admin.open_registration():  # invite or closed mode (SPEC §11)
+        return await _page("register.html", 403, error=None, username="",
+                           closed=admin.registration)
     if request.method == "GET":
         return await _page("register.html", 200, error=None, username="")
     form = await request.form
     username = form.get("username", "")
     try:
         _check_form_csrf(form)
-        user = await services().accounts.register(username, form.get("password", ""))
+        user = await admin.register(username, form.get("password", ""), remote_address())
     except AccountError as error:
-        return await _page("register.html", error.status, error=str(error), username=username)
+        return await _page("register.html", error.status, error=str(error), username=username,
+                           closed=admin.registration if error.status == 403 else None)
     login = await services().accounts.start_session(
         user, request.headers.get("User-Agent", ""), remote_address())
     start_session(login.token)
@@ -63,6 +68,9 @@ async def login() -> ResponseReturnValue:
             username, form.get("password", ""), remote_address()
         )
     except AccountError as error:
+        if error.status == 403:  # deactivated: the password was right
+            await services().admin.record(username, "login refused (deactivated)", username,
+                                          remote_address())
         response = await _page(
             "login.html", error.status, error=str(error), username=username, next=next_path
         )
@@ -72,6 +80,7 @@ async def login() -> ResponseReturnValue:
     login = await services().accounts.start_session(
         user, request.headers.get("User-Agent", ""), remote_address())
     start_session(login.token)
+    await services().admin.record(user.username, "login", user.username, remote_address())
     return see_other(next_path, url_for("pages.index"))
 
 

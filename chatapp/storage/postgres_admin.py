@@ -1,0 +1,170 @@
+"""PostgreSQL: administration (SPEC §11): accounts, invites, reset links, the audit log.
+
+A refusal that depends on other rows (the last active admin) is decided with the users
+table locked against other writers, so two admins demoting each other at once cannot
+both win.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from .models import AccountRow, AuditEntry, Invite, User, utcnow
+
+OTHER_ADMIN = (
+    "EXISTS (SELECT 1 FROM users WHERE is_admin AND deactivated_at IS NULL AND id <> $1)"
+)
+USER_COLUMNS = (
+    "u.id, u.username, u.is_admin, u.password_hash, u.display_name, u.deactivated_at IS NULL"
+)
+LOCK_USERS = "LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE"
+
+
+def _count(status: str) -> int:
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresAdmin:
+    def _conn(self, pool: asyncpg.Pool | None = None
+              ) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        raise NotImplementedError
+
+    async def _all(self, sql: str, *args: Any) -> list[Any]:
+        raise NotImplementedError
+
+    async def _run(self, sql: str, *args: Any) -> str:
+        raise NotImplementedError
+
+    async def has_users(self) -> bool:
+        return bool(await self._all("SELECT 1 FROM users LIMIT 1"))
+
+    async def accounts(self) -> list[AccountRow]:
+        rows = await self._all(
+            "SELECT u.username, coalesce(u.display_name, u.username), u.is_admin,"
+            " u.deactivated_at IS NULL,"
+            " (SELECT max(last_seen) FROM sessions s WHERE s.user_id = u.id),"
+            " (SELECT count(*) FROM sessions s WHERE s.user_id = u.id),"
+            " (SELECT count(*) FROM api_tokens t WHERE t.user_id = u.id)"
+            " FROM users u ORDER BY u.username_key COLLATE \"C\""
+        )
+        return [AccountRow(r[0], r[1], bool(r[2]), bool(r[3]), r[4], r[5], r[6]) for r in rows]
+
+    async def set_active(self, user_id: int, active: bool) -> list[str] | None:
+        async with self._conn() as conn, conn.transaction():
+            if active:
+                await conn.execute(
+                    "UPDATE users SET deactivated_at = NULL WHERE id = $1", user_id)
+                return []
+            await conn.execute(LOCK_USERS)
+            changed = _count(await conn.execute(
+                "UPDATE users SET deactivated_at = coalesce(deactivated_at, $2)"
+                f" WHERE id = $1 AND (NOT is_admin OR {OTHER_ADMIN})", user_id, utcnow()))
+            if not changed:
+                return None
+            await conn.execute("DELETE FROM api_tokens WHERE user_id = $1", user_id)
+            rows = await conn.fetch(
+                "DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash", user_id)
+            return [row[0] for row in rows]
+
+    async def set_admin(self, user_id: int, admin: bool) -> bool:
+        async with self._conn() as conn, conn.transaction():
+            if admin:
+                status = await conn.execute(
+                    "UPDATE users SET is_admin = true WHERE id = $1", user_id)
+            else:
+                await conn.execute(LOCK_USERS)
+                status = await conn.execute(
+                    f"UPDATE users SET is_admin = false WHERE id = $1 AND {OTHER_ADMIN}",
+                    user_id)
+            return _count(status) > 0
+
+    async def create_invite(self, code: str, creator_id: int, uses: int,
+                            expires_at: datetime) -> None:
+        await self._run(
+            "INSERT INTO invites (code, created_by, created_at, expires_at, uses)"
+            " VALUES ($1, $2, $3, $4, $5)", code, creator_id, utcnow(), expires_at, uses)
+
+    async def _invites(self, where: str, *args: Any) -> list[Invite]:
+        rows = await self._all(
+            "SELECT i.code, u.username, i.created_at, i.expires_at, i.uses, i.used, i.revoked"
+            f" FROM invites i LEFT JOIN users u ON u.id = i.created_by {where}", *args)
+        return [Invite(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
+
+    async def invites(self) -> list[Invite]:
+        return await self._invites("ORDER BY i.created_at DESC, i.code")
+
+    async def invite(self, code: str) -> Invite | None:
+        if "\x00" in code:
+            return None
+        found = await self._invites("WHERE i.code = $1", code)
+        return found[0] if found else None
+
+    async def revoke_invite(self, code: str) -> bool:
+        if "\x00" in code:
+            return False
+        return _count(await self._run(
+            "UPDATE invites SET revoked = true WHERE code = $1", code)) > 0
+
+    async def take_invite(self, code: str, now: datetime, give_back: bool = False) -> bool:
+        if "\x00" in code:
+            return False
+        if give_back:
+            status = await self._run(
+                "UPDATE invites SET used = used - 1 WHERE code = $1 AND used > 0", code)
+        else:
+            status = await self._run(
+                "UPDATE invites SET used = used + 1 WHERE code = $1 AND NOT revoked"
+                " AND used < uses AND expires_at > $2", code, now)
+        return _count(status) > 0
+
+    async def create_reset(self, token_hash: str, user_id: int, expires_at: datetime) -> None:
+        await self._run(
+            "INSERT INTO reset_tokens (token_hash, user_id, created_at, expires_at)"
+            " VALUES ($1, $2, $3, $4)", token_hash, user_id, utcnow(), expires_at)
+
+    async def reset_user(self, token_hash: str, now: datetime, *, use: bool) -> User | None:
+        live = "r.token_hash = $1 AND r.used_at IS NULL AND r.expires_at > $2"
+        if use:
+            rows = await self._all(
+                f"WITH used AS (UPDATE reset_tokens r SET used_at = $2 WHERE {live}"
+                f" RETURNING r.user_id) SELECT {USER_COLUMNS} FROM users u"
+                " JOIN used ON used.user_id = u.id", token_hash, now)
+        else:
+            rows = await self._all(
+                f"SELECT {USER_COLUMNS} FROM reset_tokens r JOIN users u ON u.id = r.user_id"
+                f" WHERE {live}", token_hash, now)
+        if not rows:
+            return None
+        r = rows[0]
+        return User(id=r[0], username=r[1], is_admin=bool(r[2]), password_hash=r[3],
+                    display_name=r[4], active=bool(r[5]))
+
+    async def add_audit(self, actor: str, action: str, target: str, address: str) -> None:
+        clean = [text.replace("\x00", "") for text in (actor, action, target, address)]
+        await self._run(
+            "INSERT INTO audit_log (at, actor, action, target, address)"
+            " VALUES ($1, $2, $3, $4, $5)", utcnow(), *clean)
+
+    async def audit(self, limit: int) -> list[AuditEntry]:
+        rows = await self._all(
+            "SELECT at, actor, action, target, address FROM audit_log ORDER BY id DESC"
+            " LIMIT $1", limit)
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def prune_invites(self, now: datetime, limit: int) -> int:
+        return _count(await self._run(
+            "DELETE FROM invites WHERE code IN"
+            " (SELECT code FROM invites WHERE expires_at < $1 LIMIT $2)", now, limit))
+
+    async def prune_resets(self, now: datetime, limit: int) -> int:
+        return _count(await self._run(
+            "DELETE FROM reset_tokens WHERE token_hash IN"
+            " (SELECT token_hash FROM reset_tokens WHERE expires_at < $1 LIMIT $2)",
+            now, limit))
+
+
+

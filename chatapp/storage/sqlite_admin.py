@@ -1,0 +1,194 @@
+"""SQLite: administration (SPEC §11): accounts, invites, reset links, the audit log.
+
+A refusal that depends on other rows (the last active admin) is decided inside the
+writer's transaction, so two admins demoting each other at once cannot both win.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+from .models import AccountRow, AuditEntry, Invite, User, isoformat, utcnow
+
+# Another active admin than ``?`` exists.
+OTHER_ADMIN = (
+    "EXISTS (SELECT 1 FROM users WHERE is_admin AND deactivated_at IS NULL AND id <> ?)"
+)
+USER_COLUMNS = (
+    "u.id, u.username, u.is_admin, u.password_hash, u.display_name, u.deactivated_at IS NULL"
+)
+
+
+def _moment(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _invite(row: Any) -> Invite:
+    return Invite(row[0], row[1], _moment(row[2]) or utcnow(), _moment(row[3]) or utcnow(),
+                  row[4], row[5], bool(row[6]))
+
+
+class SQLiteAdmin:
+    async def _write(self, op: Any) -> Any:
+        raise NotImplementedError
+
+    async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    async def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        raise NotImplementedError
+
+    async def _delete_some(self, sql: str, params: tuple[Any, ...]) -> int:
+        raise NotImplementedError
+
+    async def has_users(self) -> bool:
+        return bool(await self._all("SELECT 1 FROM users LIMIT 1"))
+
+    async def accounts(self) -> list[AccountRow]:
+        rows = await self._all(
+            "SELECT u.username, coalesce(u.display_name, u.username), u.is_admin,"
+            " u.deactivated_at IS NULL,"
+            " (SELECT max(last_seen) FROM sessions s WHERE s.user_id = u.id),"
+            " (SELECT count(*) FROM sessions s WHERE s.user_id = u.id),"
+            " (SELECT count(*) FROM api_tokens t WHERE t.user_id = u.id)"
+            " FROM users u ORDER BY u.username_key"
+        )
+        return [AccountRow(r[0], r[1], bool(r[2]), bool(r[3]), _moment(r[4]), r[5], r[6])
+                for r in rows]
+
+    async def set_active(self, user_id: int, active: bool) -> list[str] | None:
+        now = isoformat(utcnow())
+
+        def op(conn: sqlite3.Connection) -> list[str] | None:
+            if active:
+                conn.execute("UPDATE users SET deactivated_at = NULL WHERE id = ?", (user_id,))
+                return []
+            changed = conn.execute(
+                "UPDATE users SET deactivated_at = coalesce(deactivated_at, ?)"
+                f" WHERE id = ? AND (NOT is_admin OR {OTHER_ADMIN})",
+                (now, user_id, user_id),
+            ).rowcount
+            if not changed:
+                return None
+            conn.execute("DELETE FROM api_tokens WHERE user_id = ?", (user_id,))
+            rows = conn.execute(
+                "DELETE FROM sessions WHERE user_id = ? RETURNING token_hash", (user_id,)
+            ).fetchall()
+            return [row[0] for row in rows]
+
+        result: list[str] | None = await self._write(op)
+        return result
+
+    async def set_admin(self, user_id: int, admin: bool) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            params: tuple[int, ...]
+            if admin:
+                sql, params = "UPDATE users SET is_admin = 1 WHERE id = ?", (user_id,)
+            else:
+                sql = f"UPDATE users SET is_admin = 0 WHERE id = ? AND {OTHER_ADMIN}"
+                params = (user_id, user_id)
+            return conn.execute(sql, params).rowcount > 0
+
+        return bool(await self._write(op))
+
+    async def create_invite(self, code: str, creator_id: int, uses: int,
+                            expires_at: datetime) -> None:
+        await self._execute(
+            "INSERT INTO invites (code, created_by, created_at, expires_at, uses)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (code, creator_id, isoformat(utcnow()), isoformat(expires_at), uses),
+        )
+
+    async def _invites(self, where: str, params: tuple[Any, ...]) -> list[Invite]:
+        rows = await self._all(
+            "SELECT i.code, u.username, i.created_at, i.expires_at, i.uses, i.used, i.revoked"
+            f" FROM invites i LEFT JOIN users u ON u.id = i.created_by {where}", params)
+        return [_invite(row) for row in rows]
+
+    async def invites(self) -> list[Invite]:
+        return await self._invites("ORDER BY i.created_at DESC, i.code", ())
+
+    async def invite(self, code: str) -> Invite | None:
+        found = await self._invites("WHERE i.code = ?", (code,))
+        return found[0] if found else None
+
+    async def revoke_invite(self, code: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            return conn.execute(
+                "UPDATE invites SET revoked = 1 WHERE code = ?", (code,)).rowcount > 0
+
+        return bool(await self._write(op))
+
+    async def take_invite(self, code: str, now: datetime, give_back: bool = False) -> bool:
+        params: tuple[str, ...]
+        if give_back:
+            sql, params = "UPDATE invites SET used = used - 1 WHERE code = ? AND used > 0", (code,)
+        else:
+            sql = ("UPDATE invites SET used = used + 1 WHERE code = ? AND NOT revoked"
+                   " AND used < uses AND expires_at > ?")
+            params = (code, isoformat(now))
+
+        def op(conn: sqlite3.Connection) -> bool:
+            return conn.execute(sql, params).rowcount > 0
+
+        return bool(await self._write(op))
+
+    async def create_reset(self, token_hash: str, user_id: int, expires_at: datetime) -> None:
+        await self._execute(
+            "INSERT INTO reset_tokens (token_hash, user_id, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?)",
+            (token_hash, user_id, isoformat(utcnow()), isoformat(expires_at)),
+        )
+
+    async def reset_user(self, token_hash: str, now: datetime, *, use: bool) -> User | None:
+        live = "r.token_hash = ? AND r.used_at IS NULL AND r.expires_at > ?"
+        if not use:
+            rows = await self._all(
+                f"SELECT {USER_COLUMNS} FROM reset_tokens r JOIN users u ON u.id = r.user_id"
+                f" WHERE {live}", (token_hash, isoformat(now)))
+        else:
+            def op(conn: sqlite3.Connection) -> list[Any]:
+                used = conn.execute(
+                    "UPDATE reset_tokens AS r SET used_at = ? WHERE " + live
+                    + " RETURNING user_id",
+                    (isoformat(now), token_hash, isoformat(now))).fetchall()
+                if not used:
+                    return []
+                return conn.execute(
+                    f"SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?", (used[0][0],)
+                ).fetchall()
+
+            rows = await self._write(op)
+        if not rows:
+            return None
+        r = rows[0]
+        return User(id=r[0], username=r[1], is_admin=bool(r[2]), password_hash=r[3],
+                    display_name=r[4], active=bool(r[5]))
+
+    async def add_audit(self, actor: str, action: str, target: str, address: str) -> None:
+        await self._execute(
+            "INSERT INTO audit_log (at, actor, action, target, address) VALUES (?, ?, ?, ?, ?)",
+            (isoformat(utcnow()), actor, action, target, address),
+        )
+
+    async def audit(self, limit: int) -> list[AuditEntry]:
+        rows = await self._all(
+            "SELECT at, actor, action, target, address FROM audit_log ORDER BY id DESC LIMIT ?",
+            (limit,))
+        return [AuditEntry(_moment(r[0]) or utcnow(), r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def prune_invites(self, now: datetime, limit: int) -> int:
+        return await self._delete_some(
+            "DELETE FROM invites WHERE code IN"
+            " (SELECT code FROM invites WHERE expires_at < ? LIMIT ?)",
+            (isoformat(now), limit),
+        )
+
+    async def prune_resets(self, now: datetime, limit: int) -> int:
+        return await self._delete_some(
+            "DELETE FROM reset_tokens WHERE token_hash IN"
+            " (SELECT token_hash FROM reset_tokens WHERE expires_at < ? LIMIT ?)",
+            (isoformat(now), limit),
+        )
