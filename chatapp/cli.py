@@ -128,6 +128,37 @@ def revoke_token_command(token_id: str) -> None:
     click.echo(f"Revoked token {token_id} of {owner}")
 
 
+@click.command("create-webhook")
+@click.argument("room")
+@click.option("--name", required=True, help="The bot name its messages show.")
+def create_webhook_command(room: str, name: str) -> None:
+    """Create an incoming webhook for ROOM; prints its secret URL path, once."""
+    from . import create_app
+    from .chat import ChatError
+    from .webhooks import Webhooks, hook_path
+
+    app = create_app()
+
+    async def run() -> tuple[int, str]:
+        svc = app.extensions["chatapp"]
+        await svc.storage.connect()
+        try:
+            hook, token = await Webhooks(svc.storage, svc.chat, svc.limits).create(
+                None, room, name)
+            return hook.id, token
+        finally:
+            await svc.storage.close()
+
+    try:
+        hook_id, token = asyncio.run(run())
+    except ChatError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(hook_path(token))
+    click.echo(f"Webhook id: {hook_id}")
+    click.echo("Shown once: keep it secret. POST JSON {\"body\": ...} to this path on the"
+               " server's address; DELETE /api/v1/webhooks/ID removes it.", err=True)
+
+
 @click.command("serve")
 @click.option("--bind", help="Address to listen on, e.g. 127.0.0.1:8000.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
@@ -259,6 +290,7 @@ main.add_command(init_db_command)
 main.add_command(create_user_command)
 main.add_command(create_token_command)
 main.add_command(revoke_token_command)
+main.add_command(create_webhook_command)
 main.add_command(backup_command)
 main.add_command(restore_command)
 main.add_command(export_command)

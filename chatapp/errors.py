@@ -90,7 +90,7 @@ def json_error(
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path in ("/healthz",)
+    return request.path.startswith(("/api/", "/hooks/")) or request.path in ("/healthz",)
 
 
 async def html_error(status: int, message: str) -> Response:

@@ -22,6 +22,7 @@ from .models import (
     Upload,
     User,
     UserListing,
+    Webhook,
 )
 from .search import Phrase, SearchQuery
 
@@ -52,6 +53,7 @@ __all__ = [
     "StoreInUse",
     "User",
     "UserListing",
+    "Webhook",
     "UsernameTaken",
     "open_storage",
 ]
@@ -347,6 +349,7 @@ class Storage(ABC):
         """Delete at most ``limit`` uploads created before ``before`` and attached to no
         message; return their disk keys (the caller removes the files)."""
 
+
     # administration (SPEC §11; engines: ``sqlite_admin``, ``postgres_admin``)
     @abstractmethod
     async def has_users(self) -> bool: ...
@@ -404,6 +407,23 @@ class Storage(ABC):
     @abstractmethod
     async def prune_resets(self, now: datetime, limit: int) -> int:
         """Delete at most ``limit`` reset tokens expired before ``now``; how many."""
+
+    # incoming webhooks (SPEC §12; engines: ``sqlite_webhooks``, ``postgres_webhooks``)
+    @abstractmethod
+    async def create_webhook(
+        self, token_hash: str, room_id: int, name: str, creator_id: int | None
+    ) -> Webhook:
+        """A hook posting as the bot user ``name`` (made now, or shared with the hooks
+        already posting as it); UsernameTaken when a person holds that name."""
+
+    @abstractmethod
+    async def webhooks(self, room_id: int) -> list[Webhook]: ...
+
+    @abstractmethod
+    async def webhook_for_token(self, token_hash: str) -> Webhook | None: ...
+
+    @abstractmethod
+    async def delete_webhook(self, webhook_id: int) -> bool: ...
 
 
 def open_storage(url: str) -> Storage:

@@ -178,6 +178,7 @@ class Message:
     deleted: bool = False
     mentions: tuple[str, ...] = ()  # usernames, "room" for @room
     attachments: tuple[Upload, ...] = ()
+    bot: bool = False  # posted by a webhook's bot user (SPEC §12)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -193,7 +194,7 @@ class Message:
             "mentions": list(self.mentions),
             "reactions": [r.to_json() for r in self.reactions] if self.reactions else [],
             "attachments": [a.to_json() for a in self.attachments],
-            "bot": False,
+            "bot": self.bot,
         }
 
 
@@ -320,3 +321,20 @@ class AuditEntry:
     action: str
     target: str
     address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """An incoming webhook (SPEC §12): posts to ``room`` as the bot user ``name``."""
+
+    id: int
+    room: str
+    room_id: int
+    bot_id: int
+    name: str
+    created_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        """What an admin sees of a hook (never its token)."""
+        return {"id": self.id, "room": self.room, "name": self.name,
+                "created_at": self.created_at}

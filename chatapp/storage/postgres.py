@@ -51,6 +51,7 @@ from .postgres_admin import PostgresAdmin
 from .postgres_events import MESSAGE_COLUMNS, MESSAGE_FROM, with_reactions
 from .postgres_events import message_from_row as _message
 from .postgres_schema import MIGRATIONS
+from .postgres_webhooks import PostgresWebhooks
 from .search import SearchQuery, postgres_search
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ class _DuplicateNonceError(Exception):
     """The nonce is taken: roll the seq back and return the stored message."""
 
 
-class PostgresStorage(PostgresAdmin, Storage):
+class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
     def __init__(self, url: str) -> None:
         self._dsn, self._schema = split_url(url)
         self._pool: asyncpg.Pool | None = None
@@ -631,7 +632,8 @@ class PostgresStorage(PostgresAdmin, Storage):
                 async with conn.transaction():
                     room = await conn.fetchrow(
                         "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1"
-                        " RETURNING slug, last_seq, (SELECT username FROM users WHERE id = $2)",
+                        " RETURNING slug, last_seq, (SELECT username FROM users WHERE id = $2),"
+                        " (SELECT bot FROM users WHERE id = $2) AS bot",
                         room_id, author_id,
                     )
                     if room is None:
@@ -664,7 +666,7 @@ class PostgresStorage(PostgresAdmin, Storage):
         message = Message(
             row["id"], room["slug"], room["last_seq"], room["username"], body,
             isoformat(row["created_at"]), nonce, reply_to=reply_to, mentions=mentions,
-            attachments=files,
+            attachments=files, bot=bool(room["bot"]),
         )
         return message, True
 

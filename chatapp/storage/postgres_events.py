@@ -32,7 +32,7 @@ from .postgres_uploads import with_attachments
 
 MESSAGE_COLUMNS = (
     "m.id, r.slug, m.seq, u.username, m.body, m.created_at, m.nonce, m.edited_at,"
-    " m.reply_to, m.deleted, m.mentions"
+    " m.reply_to, m.deleted, m.mentions, u.bot"
 )
 MESSAGE_FROM = "messages m JOIN users u ON u.id = m.author_id JOIN rooms r ON r.id = m.room_id"
 # Emoji in the order they first appeared on the message, users in the order they reacted.
@@ -48,7 +48,7 @@ def message_from_row(row: Any) -> Message:
     return Message(
         row[0], row[1], row[2], row[3], row[4], isoformat(row[5]), row[6],
         isoformat(edited) if edited is not None else None, row[8], deleted=bool(row[9]),
-        mentions=split_mentions(row[10]),
+        mentions=split_mentions(row[10]), bot=bool(row[11]),
     )
 
 

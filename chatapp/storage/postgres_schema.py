@@ -208,4 +208,18 @@ MIGRATIONS: list[str] = [
         address text NOT NULL
     );
     """,
+    # 9: incoming webhooks (see sqlite_schema)
+    """
+    ALTER TABLE users ADD COLUMN bot boolean NOT NULL DEFAULT false;
+    CREATE TABLE webhooks (
+        id bigserial PRIMARY KEY,
+        token_hash text NOT NULL UNIQUE,
+        room_id bigint NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+        bot_id bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name text NOT NULL,
+        created_by bigint REFERENCES users(id) ON DELETE SET NULL,
+        created_at timestamptz NOT NULL
+    );
+    CREATE INDEX webhooks_room ON webhooks(room_id);
+    """,
 ]

@@ -57,6 +57,7 @@ from .sqlite_messages import (
 )
 from .sqlite_messages import message_from_row as _message
 from .sqlite_schema import MIGRATIONS
+from .sqlite_webhooks import SQLiteWebhooks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -273,7 +274,7 @@ def _insert(conn: sqlite3.Connection, run: list[NewMessage]) -> list[Any]:
         return results
 
 
-class SQLiteStorage(SQLiteAdmin, Storage):
+class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
     def __init__(self, path: str) -> None:
         self._path = path
         self._reader: aiosqlite.Connection | None = None

@@ -21,7 +21,7 @@ from .models import MESSAGE_DELETED, MESSAGE_EDITED, REACTION, join_mentions, sp
 
 MESSAGE_COLUMNS = (
     "m.id, r.slug, m.seq, u.username, m.body, m.created_at, m.nonce, m.edited_at,"
-    " m.reply_to, m.deleted, m.mentions"
+    " m.reply_to, m.deleted, m.mentions, u.bot"
 )
 MESSAGE_FROM = "messages m JOIN users u ON u.id = m.author_id JOIN rooms r ON r.id = m.room_id"
 # Reactions of some messages (``{ids}``: placeholders), emoji in the order they first
@@ -36,7 +36,7 @@ REACTIONS_OF = (
 
 def message_from_row(row: Any) -> Message:
     return Message(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-                   deleted=bool(row[9]), mentions=split_mentions(row[10]))
+                   deleted=bool(row[9]), mentions=split_mentions(row[10]), bot=bool(row[11]))
 
 
 
@@ -75,17 +75,20 @@ def insert_messages(conn: sqlite3.Connection, batch: list[NewMessage]) -> list[O
     user_ids = sorted({m.author_id for m in batch})
     rows = conn.execute(
         f"SELECT 0, id, slug, last_seq FROM rooms WHERE id IN ({marks(room_ids)})"
-        f" UNION ALL SELECT 1, id, username, 0 FROM users WHERE id IN ({marks(user_ids)})",
+        f" UNION ALL SELECT 1, id, username, bot FROM users WHERE id IN ({marks(user_ids)})",
         (*room_ids, *user_ids),
     ).fetchall()
     slugs: dict[int, str] = {}
     last_seq: dict[int, int] = {}
     usernames: dict[int, str] = {}
+    bots: set[int] = set()
     for kind, key, name, seq in rows:
         if kind == 0:
             slugs[key], last_seq[key] = name, seq
         else:
             usernames[key] = name
+            if seq:  # the users' half carries the bot flag in this column
+                bots.add(key)
 
     stored = _stored_nonces(conn, batch)
     outcomes: list[Outcome | None] = [None] * len(batch)
@@ -138,7 +141,8 @@ def insert_messages(conn: sqlite3.Connection, batch: list[NewMessage]) -> list[O
             new = batch[index]
             message = Message(ids[(new.room_id, seq)], slugs[new.room_id], seq,
                               usernames[new.author_id], new.body, new.created_at, new.nonce,
-                              reply_to=new.reply_to, mentions=new.mentions)
+                              reply_to=new.reply_to, mentions=new.mentions,
+                              bot=new.author_id in bots)
             outcomes[index] = (message, True)
 
     for index, new in enumerate(batch):
@@ -165,7 +169,7 @@ def _stored_nonces(
         " WHERE m.author_id = k.column1 AND m.nonce = k.column2",
         params,
     ).fetchall()
-    return {(row[11], row[6]): message_from_row(row) for row in rows}
+    return {(row[12], row[6]): message_from_row(row) for row in rows}
 
 
 # Writer-thread helpers for the events that change a message (edit, delete, react).

@@ -205,4 +205,20 @@ MIGRATIONS: list[str] = [
         address TEXT NOT NULL
     );
     """,
+    # 9: incoming webhooks (SPEC §12). A webhook posts as a bot user: a users row with
+    # ``bot`` set and a password hash argon2 cannot parse, so no login matches it. Only
+    # the SHA-256 of a hook's token is kept; the room and bot go with the hook.
+    """
+    ALTER TABLE users ADD COLUMN bot INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE webhooks (
+        id INTEGER PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+        bot_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        created_by INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX webhooks_room ON webhooks(room_id);
+    """,
 ]

@@ -12,6 +12,8 @@ from ..errors import ApiError, json_error
 from ..security import UNSAFE_METHODS, CSRFError, bearer_authenticated, check_csrf, current_user
 from ..services import services
 from ..storage import Message, RoomSummary, User
+from ..webhooks import hook_path
+from . import hooks
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_ID = 2**63 - 1  # ids are 64-bit in both engines
@@ -249,3 +251,28 @@ async def _current(message_id: int) -> Message:
 async def message_edits(message_id: int) -> Any:
     """A message's earlier bodies, oldest first."""
     return {"edits": await services().chat.edits(_user(), message_id)}
+
+
+# Incoming webhooks (SPEC §12), for admins; the posting side is web/hooks.py.
+
+
+@bp.post("/rooms/<slug>/webhooks")
+async def create_webhook(slug: str) -> Any:
+    """Create a webhook for a room; its secret URL is in this answer only."""
+    data = await _json_object()
+    hook, token = await hooks.webhooks().create(_user(), slug, data.get("name"))
+    return {**hook.to_json(), "url": hook_path(token)}, 201
+
+
+@bp.get("/rooms/<slug>/webhooks")
+async def list_webhooks(slug: str) -> Any:
+    """A room's webhooks (names and ids, never their secrets)."""
+    found = await hooks.webhooks().of_room(_user(), slug)
+    return {"webhooks": [hook.to_json() for hook in found]}
+
+
+@bp.delete("/webhooks/<int:webhook_id>")
+async def delete_webhook(webhook_id: int) -> Any:
+    """Delete a webhook: its URL stops working at once (its messages stay)."""
+    await hooks.webhooks().delete(_user(), webhook_id)
+    return "", 204

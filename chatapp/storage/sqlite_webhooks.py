@@ -1,0 +1,76 @@
+"""SQLite: incoming webhooks (SPEC §12) and the bot users they post as."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from .models import Webhook, isoformat, utcnow
+
+WEBHOOK_SELECT = (
+    "SELECT h.id, r.slug, h.room_id, h.bot_id, h.name, h.created_at"
+    " FROM webhooks h JOIN rooms r ON r.id = h.room_id"
+)
+NO_LOGIN = "!bot"  # not an argon2 hash: no password ever verifies against it
+
+
+def _webhook(row: Any) -> Webhook:
+    return Webhook(row[0], row[1], row[2], row[3], row[4], row[5])
+
+
+class SQLiteWebhooks:
+    async def _write(self, op: Any) -> Any:
+        raise NotImplementedError
+
+    async def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        raise NotImplementedError
+
+    async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    async def create_webhook(
+        self, token_hash: str, room_id: int, name: str, creator_id: int | None
+    ) -> Webhook:
+        from . import UsernameTaken
+
+        now = isoformat(utcnow())
+
+        def op(conn: sqlite3.Connection) -> Webhook:
+            row = conn.execute("SELECT id, bot FROM users WHERE username_key = ?",
+                               (name.casefold(),)).fetchone()
+            if row is not None and not row[1]:
+                raise UsernameTaken(name)
+            if row is None:
+                row = conn.execute(
+                    "INSERT INTO users (username, username_key, password_hash, is_admin,"
+                    " created_at, bot) VALUES (?, ?, ?, 0, ?, 1) RETURNING id, bot",
+                    (name, name.casefold(), NO_LOGIN, now),
+                ).fetchone()
+            cursor = conn.execute(
+                "INSERT INTO webhooks (token_hash, room_id, bot_id, name, created_by,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (token_hash, room_id, row[0], name, creator_id, now),
+            )
+            hook_id = cursor.fetchone()[0]
+            cursor.close()
+            found = conn.execute(f"{WEBHOOK_SELECT} WHERE h.id = ?", (hook_id,)).fetchone()
+            return _webhook(found)
+
+        result: Webhook = await self._write(op)
+        return result
+
+    async def webhooks(self, room_id: int) -> list[Webhook]:
+        rows = await self._all(f"{WEBHOOK_SELECT} WHERE h.room_id = ? ORDER BY h.id",
+                               (room_id,))
+        return [_webhook(row) for row in rows]
+
+    async def webhook_for_token(self, token_hash: str) -> Webhook | None:
+        row = await self._one(f"{WEBHOOK_SELECT} WHERE h.token_hash = ?", (token_hash,))
+        return None if row is None else _webhook(row)
+
+    async def delete_webhook(self, webhook_id: int) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,)).rowcount > 0
+
+        deleted: bool = await self._write(op)
+        return deleted
