@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from quart import Quart
@@ -159,6 +160,73 @@ def create_webhook_command(room: str, name: str) -> None:
                " server's address; DELETE /api/v1/webhooks/ID removes it.", err=True)
 
 
+@click.command("deactivate")
+@click.argument("name")
+def deactivate_command(name: str) -> None:
+    """Deactivate user NAME: their sessions and API tokens end; messages stay."""
+    from .admin import CLI_ACTOR
+
+    shared = _run_admin(lambda admin: admin.deactivate(CLI_ACTOR, name, "localhost"))
+    click.echo(f"Deactivated {name}: sessions and API tokens ended")
+    if not shared:
+        click.echo("With the in-memory broker a running server cannot be told: its open "
+                   "websockets of this user close at their next reconnect.", err=True)
+
+
+@click.command("reset-link")
+@click.argument("name")
+@click.option("--base-url", help="The address people reach chatapp at, e.g. "
+              "https://chat.example.com [default: CHATAPP_PUBLIC_URL].")
+def reset_link_command(name: str, base_url: str | None) -> None:
+    """Print a one-time password reset link for user NAME (valid 24 hours)."""
+    from .admin import CLI_ACTOR
+
+    tokens: list[str] = []
+
+    async def make(admin: Any) -> None:
+        tokens.append(await admin.reset_link(CLI_ACTOR, name, "localhost"))
+
+    base = _run_admin(make, want_base=True)
+    root = (base_url or "").strip().rstrip("/") or str(base)
+    click.echo(f"{root}/reset/{tokens[0]}")
+    if not root:
+        click.echo("A path only: put the server's address in front (--base-url or "
+                   "CHATAPP_PUBLIC_URL). It works once, for 24 hours.", err=True)
+
+
+def _run_admin(action: Any, want_base: bool = False) -> Any:
+    """Run one admin action against the configured store (and broker, when shared)."""
+    from . import create_app
+    from .accounts import AccountError
+    from .broker import BrokerError
+
+    app = create_app()
+    svc = app.extensions["chatapp"]
+    shared = svc.transport.shared_across_processes
+
+    async def noop(*_: Any) -> None:
+        return None
+
+    async def run() -> None:
+        await svc.storage.connect()
+        try:
+            await svc.transport.connect(lambda *_: None, noop)
+            try:
+                await action(svc.admin)
+            finally:
+                await svc.transport.close()
+        finally:
+            await svc.storage.close()
+
+    try:
+        asyncio.run(run())
+    except AccountError as error:
+        raise click.ClickException(str(error)) from None
+    except BrokerError as error:
+        raise click.ClickException(f"done, but the broker could not be told: {error}") from None
+    return app.config["CHATAPP_PUBLIC_URL"] if want_base else shared
+
+
 @click.command("serve")
 @click.option("--bind", help="Address to listen on, e.g. 127.0.0.1:8000.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
@@ -291,6 +359,8 @@ main.add_command(create_user_command)
 main.add_command(create_token_command)
 main.add_command(revoke_token_command)
 main.add_command(create_webhook_command)
+main.add_command(deactivate_command)
+main.add_command(reset_link_command)
 main.add_command(backup_command)
 main.add_command(restore_command)
 main.add_command(export_command)
