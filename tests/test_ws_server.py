@@ -99,15 +99,19 @@ async def _slow_consumer(server: Server) -> None:
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     raw.connect(("127.0.0.1", server.port))
-    slow = await websockets.connect(server.ws_url, sock=raw,
+    # No keepalive pings from this client: not reading, it would never see the pong and
+    # would close the connection itself (no close code received).
+    slow = await websockets.connect(server.ws_url, sock=raw, ping_interval=None,
                                     additional_headers=bob.ws_headers(), compression=None)
     slow.transport.pause_reading()
     total = 4000
+    # Nor from the others: on a busy machine a pong queued behind thousands of 4 KB
+    # events can take longer than the client's 20 s ping timeout.
     async with (
         websockets.connect(server.ws_url, additional_headers=alice.ws_headers(),
-                           max_size=None) as sender,
+                           max_size=None, ping_interval=None) as sender,
         websockets.connect(server.ws_url, additional_headers=carol.ws_headers(),
-                           max_size=None) as reader,
+                           max_size=None, ping_interval=None) as reader,
     ):
         await sender.recv()
         await reader.recv()
