@@ -646,6 +646,8 @@ async function loadLatest(room, knownLastSeq = 0) {
   // Close the window between the page snapshot and the live stream.
   requestSync(room);
   if (isCurrent) {
+    if (!room.pendingJump) await reachFirstUnread(room);
+    if (state.current !== room.slug) return; // switched away meanwhile
     const divider = placeDivider(room);
     if (divider) scrollToDivider(divider);
     else scrollToBottom();
@@ -654,6 +656,17 @@ async function loadLatest(room, knownLastSeq = 0) {
     if (room.pendingJump && room.timeline.rowOf(room.pendingJump)) jumpTo(room, room.pendingJump);
     room.pendingJump = null;
     scheduleRead();
+  }
+}
+
+/** Load older pages (up to 3) until the first unread message is on the page. */
+async function reachFirstUnread(room) {
+  for (let i = 0; i < 3; i += 1) {
+    const tl = room.timeline;
+    const others = tl.messages.filter((m) => m.author !== me.username).length;
+    if (!room.unread || others >= room.unread || !tl.hasMore) return;
+    while (tl.loadingOlder) await new Promise((resolve) => { setTimeout(resolve, 50); });
+    await loadOlder(room);
   }
 }
 
@@ -667,7 +680,8 @@ function placeDivider(room) {
 
 /** Opening a room with unread messages starts at the first of them. */
 function scrollToDivider(divider) {
-  els.scroller.scrollTop = Math.max(0, divider.offsetTop - 24);
+  const gap = divider.getBoundingClientRect().top - els.scroller.getBoundingClientRect().top;
+  els.scroller.scrollTop = Math.max(0, els.scroller.scrollTop + gap - 24);
   state.pinned = isAtBottom();
   els.pill.hidden = state.pinned;
 }

@@ -58,7 +58,7 @@ function roomItem(room) {
   const name = h('span', { class: 'room-name' });
   const count = h('span', { class: 'badge-count' });
   const badge = h('span', { class: 'badge' }, count, h('span', { class: 'sr-only' }, ' unread'));
-  const mentionCount = h('span', { class: 'badge-count' });
+  const mentionCount = h('span', { class: 'mention-count' });
   const mentionBadge = h('span', { class: 'mention-badge', title: 'Mentions of you' },
     '@', mentionCount, h('span', { class: 'sr-only' }, ' mentioning you'));
   const avatar = h('span', { class: 'avatar avatar-xs', 'aria-hidden': 'true' });

@@ -439,20 +439,26 @@ async def test_two_people_chat_through_a_restart(
         finally:
             await login.close()
 
-    # #design gets a long backlog. Opening it shows the latest page at the bottom
-    # and clears the badge; scrolling up loads the older page (keyset API).
+    # #design gets a long backlog. Opening it starts where alice left off: the latest
+    # page, then older pages (keyset API) until the first unread message is on screen
+    # under "New messages"; the badge clears once she has scrolled to the bottom.
     await api_post(carol, "design", *(f"Backlog item {i:02d}" for i in range(70)))
     await expect(alice.locator("#room-list a[data-slug=design] .badge-count")).to_have_text("71")
     await alice.click("#room-list a[data-slug=design]")
     await expect_once(alice, "Backlog item 69")
-    await expect(messages(alice)).to_have_count(50)
-    await until(lambda: at_bottom(alice), "alice's view at the bottom")
+    await expect(messages(alice)).to_have_count(72)
+    divider = alice.locator("#timeline-host .new-divider")
+    await expect(divider).to_be_in_viewport()
+    assert not await at_bottom(alice)
+    first_unread = await divider.evaluate("d => d.nextElementSibling.innerText")
+    assert "New mockups" in first_unread
     for _ in range(20):
-        await alice.locator("#messages").evaluate("el => { el.scrollTop = 0; }")
-        if await messages(alice).count() == 72:
+        await alice.locator("#messages").evaluate("el => { el.scrollTop = el.scrollHeight; }")
+        if await at_bottom(alice):
             break
         await asyncio.sleep(0.2)
-    await expect(messages(alice)).to_have_count(72)
+    await until(lambda: at_bottom(alice), "alice's view at the bottom")
+    await alice.locator("#messages").evaluate("el => { el.scrollTop = 0; }")
     await expect(alice.locator(".room-intro")).to_contain_text("Welcome to #design")
     await expect_once(alice, "New mockups")
     await shown_ids(alice)
