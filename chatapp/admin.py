@@ -85,7 +85,7 @@ class Administration:
         await self.storage.create_invite(code, actor.id, count,
                                          utcnow() + timedelta(days=days))
         await self.record(actor.username, "create invite",
-                          f"{code[:8]}… ({count} uses, {days} days)", address)
+                          f"{code[:8]}… ({_plural(count, 'use')}, {_plural(days, 'day')})", address)
         invite = await self.storage.invite(code)
         assert invite is not None
         return invite
@@ -188,3 +188,7 @@ def _whole(text: str, what: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise AdminError(f"{what} must be a whole number from {low} to {high}.", 400)
     return value
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
