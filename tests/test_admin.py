@@ -355,3 +355,9 @@ async def test_housekeeping_prunes_expired_invites_and_reset_links(app, auth, st
     assert counts["invites"] == 1 and counts["reset_links"] == 1
     assert [i.code for i in await storage.invites()] == ["new"]
     assert await storage.reset_user("new-hash", utcnow(), use=False) is not None
+
+
+async def test_chat_page_links_admin_for_admins_only(auth):
+    owner, bob = await owner_and_bob(auth)
+    assert 'href="/admin"' in await page(owner, "/")
+    assert 'href="/admin"' not in await page(bob, "/")
