@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 
+import pytest
+import websockets
 from click.testing import CliRunner
 
 from chatapp.accounts import token_hash
@@ -11,7 +14,9 @@ from chatapp.cli import main
 from chatapp.storage import open_storage
 from chatapp.storage.models import utcnow
 
-from .test_cli import PASSWORD, env, lookup, run  # noqa: F401 - env is a fixture
+from .conftest import need_service, port_open
+from .servers import Browser, Server, close_code, events_of
+from .test_cli import CHATAPP, PASSWORD, env, lookup, run  # noqa: F401 - env is a fixture
 
 
 def test_deactivate_ends_sessions_and_refuses_the_last_admin(env):  # noqa: F811
@@ -66,3 +71,28 @@ def test_reset_link_prints_a_working_link(env):  # noqa: F811
 
     user = asyncio.run(target(link.rsplit("/", 1)[1]))
     assert user is not None and user.username == "bob"  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+async def test_deactivate_closes_a_running_servers_websockets_through_redis(tmp_path):
+    """With a shared broker the command tells the running server: 1008 at once."""
+    if not port_open("127.0.0.1", 6379):
+        need_service("Redis", "nothing listens on 127.0.0.1:6379")
+    broker = f"redis://127.0.0.1:6379/0?prefix=test-{secrets.token_hex(6)}"
+    server = Server(tmp_path / "data", {"CHATAPP_BROKER_URL": broker})
+    await asyncio.to_thread(server.start)
+    try:
+        owner, bob = Browser(server.base), Browser(server.base)
+        assert owner.register("owner") == 303 and bob.register("bob") == 303
+        async with websockets.connect(server.ws_url, additional_headers=bob.ws_headers()) as ws:
+            assert events_of(await asyncio.wait_for(ws.recv(), 10))[0]["type"] == "hello"
+            done = await asyncio.create_subprocess_exec(
+                str(CHATAPP), "deactivate", "bob", env=server.env(),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, err = await done.communicate()
+            assert done.returncode == 0, err
+            assert b"Deactivated bob" in out
+            assert await close_code(ws) == 1008
+        assert bob.request("/api/v1/me")[0] == 401
+    finally:
+        server.kill()
