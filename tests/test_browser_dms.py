@@ -55,15 +55,24 @@ CAPTURE = """
     }
     close() {}
     static get permission() { return permission; }
-    static requestPermission() { asked += 1; permission = 'granted'; return Promise.resolve(permission); }
+    static requestPermission() {
+      asked += 1;
+      permission = 'granted';
+      return Promise.resolve(permission);
+    }
   }
   window.Notification = FakeNotification;
   window.__notes = notes;
   window.__asked = () => asked;
   let hidden = false;
   Object.defineProperty(document, 'hidden', { get: () => hidden });
-  Object.defineProperty(document, 'visibilityState', { get: () => (hidden ? 'hidden' : 'visible') });
-  window.__setHidden = (value) => { hidden = value; document.dispatchEvent(new Event('visibilitychange')); };
+  Object.defineProperty(document, 'visibilityState', {
+    get: () => (hidden ? 'hidden' : 'visible'),
+  });
+  window.__setHidden = (value) => {
+    hidden = value;
+    document.dispatchEvent(new Event('visibilitychange'));
+  };
 })();
 """
 NOTES = "() => window.__notes.map(n => ({title: n.title, body: n.body, tag: n.tag}))"

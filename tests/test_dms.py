@@ -239,3 +239,24 @@ async def test_room_members_for_mentions(auth):
     got = await (await bob.get(f"/api/v1/rooms/{dm['slug']}/members")).get_json()
     assert got == {"members": ["alice", "bob"]}
     assert (await eve.get(f"/api/v1/rooms/{dm['slug']}/members")).status_code == 404
+
+
+async def test_a_dm_with_a_deactivated_person_cannot_start_but_an_old_one_stays_readable(
+    auth, app
+):
+    alice, a_csrf = await auth.user("alice")
+    await auth.user("bob")
+    await auth.user("carol")
+    _, dm = await open_dm(alice, a_csrf, ["bob"], 201)
+    await post(alice, a_csrf, f"/api/v1/rooms/{dm['slug']}/messages", {"body": "before"})
+    storage = app.extensions["chatapp"].storage
+    carol = await storage.user_by_name("carol")
+    bob = await storage.user_by_name("bob")
+    assert await storage.set_active(carol.id, False) is not None
+    code, body = await open_dm(alice, a_csrf, ["carol"])
+    assert code == 422 and body["error"]["field"] == "users"
+    assert "deactivated" in body["error"]["message"]
+    assert await storage.set_active(bob.id, False) is not None
+    page = await (await alice.get(f"/api/v1/rooms/{dm['slug']}/messages")).get_json()
+    assert [m["body"] for m in page["messages"]] == ["before"]
+    assert (await open_dm(alice, a_csrf, ["bob"]))[0] == 422
