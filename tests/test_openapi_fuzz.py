@@ -16,7 +16,7 @@ from chatapp.cli import main
 
 from .servers import Server
 
-EXAMPLES = 8  # per operation: ~200 requests, a few seconds
+EXAMPLES = 25  # per operation: ~650 requests, ~20 s
 
 
 @pytest.fixture(scope="module")

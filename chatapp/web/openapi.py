@@ -124,16 +124,34 @@ ERROR_TEXT = {400: "Bad request (bad JSON, a missing CSRF header)", 401: "Not lo
               415: "Unsupported media type", 422: "Invalid or too large a value",
               429: "Rate limited (see Retry-After)", 503: "Storage unavailable"}
 _PARAM = re.compile(r"<(?:(int):)?([^>]+)>")
+# Query strings (all optional); ids are 64-bit, limits as the views check them.
+QUERY: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {
+    ("GET", "/api/v1/rooms/<slug>/messages"): [
+        ("before", INT), ("after", INT), ("around", INT),
+        ("limit", {"type": "integer", "minimum": 1, "maximum": 200})],
+    ("GET", "/api/v1/search"): [
+        ("q", STR), ("room", STR), ("before", INT),
+        ("limit", {"type": "integer", "minimum": 1})],
+}
+EXAMPLE = {"slug": "general"}  # the room every install has
 
 
 def openapi_path(rule: str) -> str:
     return _PARAM.sub(lambda m: "{" + m.group(2) + "}", rule)
 
 
-def _parameters(rule: str) -> list[dict[str, Any]]:
-    return [{"name": name, "in": "path", "required": True,
-             "schema": {"type": "integer", "minimum": 1} if kind else {"type": "string"}}
-            for kind, name in _PARAM.findall(rule)]
+def _parameters(method: str, rule: str) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = []
+    for kind, name in _PARAM.findall(rule):
+        param: dict[str, Any] = {
+            "name": name, "in": "path", "required": True,
+            "schema": {"type": "integer", "minimum": 1} if kind else {"type": "string"}}
+        if name in EXAMPLE:
+            param["example"] = EXAMPLE[name]
+        params.append(param)
+    params += [{"name": name, "in": "query", "required": False, "schema": schema}
+               for name, schema in QUERY.get((method, rule), [])]
+    return params
 
 
 def build(app: Quart) -> dict[str, Any]:
@@ -153,8 +171,8 @@ def build(app: Quart) -> dict[str, Any]:
             responses[str(code)] = {"description": ERROR_TEXT.get(code, "Error"), "content": {
                 "application/json": {"schema": _ref("Error")}}}
         operation: dict[str, Any] = {"summary": doc, "responses": responses}
-        if _parameters(rule):
-            operation["parameters"] = _parameters(rule)
+        if _parameters(method, rule):
+            operation["parameters"] = _parameters(method, rule)
         if body is not None:
             operation["requestBody"] = {"required": True, "content": {
                 "application/json": {"schema": body}}}
