@@ -42,6 +42,9 @@ async def test_a_hook_posts_as_a_bot(app, auth):
     assert message["body"] == "deployed v1.2" and message["room"] == "general"
     history = await (await client.get("/api/v1/rooms/general/messages")).get_json()
     assert [(m["author"], m["bot"]) for m in history["messages"]] == [("deploybot", True)]
+    people = await (await client.get("/api/v1/users")).get_json()
+    assert [(u["username"], u["bot"]) for u in people["users"]] == [
+        ("alice", False), ("deploybot", True)]
 
 
 @both

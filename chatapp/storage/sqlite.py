@@ -683,11 +683,12 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
 
     async def users(self) -> list[UserListing]:
         rows = await self._all(
-            "SELECT username, is_admin, coalesce(display_name, username), deactivated_at IS NULL"
-            " FROM users"
+            "SELECT username, is_admin, coalesce(display_name, username), deactivated_at IS NULL,"
+            " bot FROM users"
             " ORDER BY username_key"
         )
-        return [UserListing(row[0], row[2], bool(row[1]), active=bool(row[3])) for row in rows]
+        return [UserListing(row[0], row[2], bool(row[1]), bool(row[4]), bool(row[3]))
+                for row in rows]
 
     async def public_rooms(self) -> list[Room]:
         rows = await self._all(
