@@ -29,7 +29,7 @@ ROOM_CREATE_RATE = Rate(10, 600)  # rooms one user may create per 10 minutes
 MEMBER_ADD_RATE = Rate(60, 600)  # people one user may add to rooms per 10 minutes
 DM_CREATE_RATE = Rate(30, 600)  # for direct-message creation (SPEC §9), when it lands
 UPLOAD_RATE = Rate(60, 600)  # for uploads (SPEC §10), when they land
-WEBHOOK_RATE = Rate(600, 60)  # for webhook posts (SPEC §12), per hook, when they land
+WEBHOOK_RATE = Rate(600, 60)  # webhook posts (SPEC §12), per hook (chatapp/webhooks.py)
 
 
 class RateLimitError(Exception):
