@@ -87,6 +87,16 @@ async def test_a_deleted_hook_is_404_and_its_messages_stay(app, auth):
     assert [m["body"] for m in history["messages"]] == ["one"]
 
 
+
+@both
+async def test_a_deactivated_bot_posts_no_more(app, auth, storage):
+    _, _, url, hook = await admin_and_hook(auth)
+    bot = await storage.user_by_name("deploybot")
+    assert await storage.set_active(bot.id, False) is not None
+    assert (await app.test_client().post(url, json={"body": "x"})).status_code == 404
+    await storage.set_active(bot.id, True)
+    assert (await app.test_client().post(url, json={"body": "x"})).status_code == 201
+
 @both
 async def test_a_nonce_makes_a_post_idempotent(app, auth):
     client, _, url, _ = await admin_and_hook(auth)

@@ -57,7 +57,10 @@ class PostgresWebhooks:
 
     async def webhook_for_token(self, token_hash: str) -> Webhook | None:
         async with self._conn() as conn:
-            row = await conn.fetchrow(f"{WEBHOOK_SELECT} WHERE h.token_hash = $1", token_hash)
+            # A deactivated bot's hooks stop with it (SPEC §11: its tokens end).
+            row = await conn.fetchrow(
+                f"{WEBHOOK_SELECT} JOIN users b ON b.id = h.bot_id"
+                " WHERE h.token_hash = $1 AND b.deactivated_at IS NULL", token_hash)
         return None if row is None else _webhook(row)
 
     async def delete_webhook(self, webhook_id: int) -> bool:

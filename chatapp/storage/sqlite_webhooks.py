@@ -65,7 +65,10 @@ class SQLiteWebhooks:
         return [_webhook(row) for row in rows]
 
     async def webhook_for_token(self, token_hash: str) -> Webhook | None:
-        row = await self._one(f"{WEBHOOK_SELECT} WHERE h.token_hash = ?", (token_hash,))
+        # A deactivated bot's hooks stop with it (SPEC §11: its tokens end).
+        row = await self._one(
+            f"{WEBHOOK_SELECT} JOIN users b ON b.id = h.bot_id"
+            " WHERE h.token_hash = ? AND b.deactivated_at IS NULL", (token_hash,))
         return None if row is None else _webhook(row)
 
     async def delete_webhook(self, webhook_id: int) -> bool:
