@@ -135,6 +135,21 @@ async def test_paste_an_image_and_the_other_person_sees_it(
     await expect(card).to_have_count(1)
     await expect(card).to_contain_text("2.1 KB")
 
+    # A file dropped on the page lands in the tray too (and can be taken out again).
+    await alice.evaluate("""() => {
+      const data = new DataTransfer();
+      data.items.add(new File(['dropped'], 'dropped.txt', { type: 'text/plain' }));
+      const main = document.querySelector('#timeline-host');
+      for (const type of ['dragenter', 'dragover', 'drop']) {
+        main.dispatchEvent(new DragEvent(type,
+          { dataTransfer: data, bubbles: true, cancelable: true }));
+      }
+    }""")
+    dropped = alice.locator(".attach-item", has_text="dropped.txt")
+    await expect(dropped).to_have_class("attach-item is-done")
+    await dropped.locator(".attach-remove").click()
+    await expect(alice.locator(".attach-tray")).to_be_hidden()
+
     for scheme in ("light", "dark"):
         await bob.emulate_media(color_scheme=scheme)
         await bob.locator("#composer-input").blur()
