@@ -435,3 +435,45 @@ async def test_the_body_is_read_at_the_pace_it_is_written(tmp_path) -> None:
         assert statuses == [201]
         assert handed == len(body)
         assert most_waiting < 1024 * 1024, most_waiting
+
+
+async def test_a_refusal_before_the_body_is_read_does_not_hang(tmp_path) -> None:
+    """Hypercorn ends a response by putting ``http.disconnect`` into the app's bounded
+    queue; with the body's rest still filling it (the gate reads no more), that put
+    would wait for good. Emulated here: a queue of 10 that the client keeps full."""
+    app = create_app(conftest.test_config(tmp_path, CHATAPP_UPLOAD_MAX_MB="1"))
+    cheap_passwords(app)
+    async with app.test_app():
+        alice = await person(AuthActions(app), "alice")
+        cookie = "; ".join(f"{c.name}={c.value}" for c in alice.client.cookie_jar)
+        size = 8 * 1024 * 1024
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "POST", "scheme": "http", "path": "/api/v1/uploads",
+            "raw_path": b"/api/v1/uploads", "query_string": b"", "root_path": "",
+            "headers": [(b"host", b"localhost"), (b"cookie", cookie.encode()),
+                        (b"x-csrf-token", alice.csrf.encode()),
+                        (b"content-type", b"multipart/form-data; boundary=b0undary"),
+                        (b"content-length", str(size).encode())],
+            "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80), "extensions": {},
+        }
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(10)
+        statuses: list[int] = []
+
+        async def client() -> None:
+            for _ in range(size // (64 * 1024)):
+                await queue.put({"type": "http.request", "body": b"x" * 65536,
+                                 "more_body": True})
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+            elif not message.get("more_body"):
+                await queue.put({"type": "http.disconnect"})  # as Hypercorn does
+
+        feeder = asyncio.create_task(client())
+        try:
+            await asyncio.wait_for(app(scope, queue.get, send), 30)  # type: ignore[arg-type]
+        finally:
+            feeder.cancel()
+        assert statuses == [413]

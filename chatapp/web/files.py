@@ -44,16 +44,28 @@ CACHE = "private, max-age=86400"  # per user; the content under a URL never chan
 
 
 class Gate:
-    """How many request bytes wait unread; the receiver waits while too many do."""
+    """How many request bytes wait unread; the receiver waits while too many do.
+
+    Once the response starts (a refusal may come before the body is read), the gate
+    opens and the rest of the body is dropped as it comes: Hypercorn, finishing the
+    response, puts ``http.disconnect`` into the app's bounded queue, which would
+    otherwise stay full of unread body for good (the response hung until Quart's
+    RESPONSE_TIMEOUT, and the connection never closed).
+    """
 
     def __init__(self) -> None:
         self.unread = 0
         self.drained = asyncio.Event()
+        self.opened = False
 
     async def wait(self) -> None:
-        while self.unread >= FLOW_LIMIT:
+        while self.unread >= FLOW_LIMIT and not self.opened:
             self.drained.clear()
             await self.drained.wait()
+
+    def open(self) -> None:
+        self.opened = True
+        self.drained.set()
 
 
 class GatedBody(Body):
@@ -65,6 +77,8 @@ class GatedBody(Body):
         self._gate = gate
 
     def append(self, data: bytes) -> None:
+        if self._gate.opened:  # answered already: nobody reads the rest
+            return
         super().append(data)
         self._gate.unread = len(self._data)
 
@@ -89,7 +103,12 @@ def install(app: Quart) -> None:
                 await gate.wait()
                 return await receive()
 
-            await inner(scope, gated_receive, send)
+            async def gated_send(message: Any) -> None:
+                if message["type"] == "http.response.start":
+                    gate.open()
+                await send(message)
+
+            await inner(scope, gated_receive, gated_send)
         else:
             await inner(scope, receive, send)
 
