@@ -64,14 +64,19 @@ def init_app(app: Quart) -> None:
     app.after_request(add_security_headers)
 
 
+# Where an ``Authorization: Bearer`` header is read (bots download what they may read).
+BEARER_PATHS = ("/api/", "/uploads/")
+
+
 async def load_user() -> None:
-    """Resolve a bot's bearer token (API only) or the signed cookie's session token."""
+    """Resolve a bot's bearer token (the API and file downloads) or the signed
+    cookie's session token."""
     g.user = None
     g.session_token = None
     g.bearer = False
     if request and request.endpoint == "static":
         return
-    if request and request.path.startswith("/api/"):
+    if request and request.path.startswith(BEARER_PATHS):
         scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer":
             # A bearer header decides alone: a wrong token is a 401, not a cookie retry.

@@ -281,6 +281,51 @@ async def test_only_the_uploader_and_room_members_can_read(auth, client) -> None
     assert (await carol.get(dm_file["url"])).status_code == 404
 
 
+async def test_a_bots_bearer_token_downloads_what_its_user_may_read(app, auth) -> None:
+    alice = await person(auth, "alice")
+    await person(auth, "bob")
+    await person(auth, "carol")
+    data = await alice.uploaded(png_bytes(), "plan.png")
+    status, _ = await alice.post("/rooms", {"name": "hideout", "kind": "private"})
+    assert status == 201
+    status, _ = await alice.post("/rooms/hideout/members", {"username": "bob"})
+    assert status == 201
+    await alice.say("", [data["id"]], room="hideout")
+    svc = app.extensions["chatapp"]
+    storage = svc.storage
+    bob_token = await svc.profile.create_token(await storage.user_by_name("bob"), "bot")
+    carol_token = await svc.profile.create_token(await storage.user_by_name("carol"), "bot")
+
+    async def fetch(url: str, token: str, **headers: str) -> Any:
+        bot = app.test_client()  # no cookie at all
+        response = await bot.get(url, headers={"Authorization": f"Bearer {token}", **headers})
+        assert "Set-Cookie" not in response.headers
+        return response
+
+    # A member's token: the file, its thumbnail, ranges, as a browser would get them.
+    full = await fetch(data["url"], bob_token.token)
+    assert full.status_code == 200
+    assert await full.get_data() == await (await alice.get(data["url"])).get_data()
+    assert (await fetch(data["thumbnail_url"], bob_token.token)).status_code == 200
+    part = await fetch(data["url"], bob_token.token, Range="bytes=0-7")
+    assert part.status_code == 206 and await part.get_data() == b"\x89PNG\r\n\x1a\n"
+    # A non-member's token: 404, as for a non-member's cookie (JSON, as on the API).
+    refused = await fetch(data["url"], carol_token.token)
+    assert refused.status_code == 404
+    assert (await refused.get_json())["error"]["code"] == "not_found"
+    assert (await fetch(data["thumbnail_url"], carol_token.token)).status_code == 404
+    # An unknown or revoked token: 401 as on the API, never a cookie retry.
+    for token in ("chatapp_wrong", ""):
+        wrong = await fetch(data["url"], token)
+        assert wrong.status_code == 401
+        assert (await wrong.get_json())["error"]["code"] == "unauthorized"
+    await svc.profile.revoke_token(bob_token.info.id)
+    assert (await fetch(data["url"], bob_token.token)).status_code == 401
+    # A bearer header wins over the uploader's own cookie (it decides alone).
+    header = {"Authorization": f"Bearer {carol_token.token}"}
+    assert (await alice.client.get(data["url"], headers=header)).status_code == 404
+
+
 async def test_attachments_over_the_api_and_their_rules(auth) -> None:
     alice, bob = await person(auth, "alice"), await person(auth, "bob")
     first = await alice.uploaded(png_bytes(), "a.png")

@@ -1,6 +1,7 @@
 """Uploads over HTTP (SPEC §10): ``POST /api/v1/uploads`` streams a multipart body to
 disk; ``GET /uploads/<id>/<name>`` and ``/uploads/thumbnails/<id>`` serve files to
-those who may read them.
+those who may read them: a session cookie, or a bot's ``Authorization: Bearer`` token
+(security.load_user reads it on these paths too).
 
 Quart reads a request body into a buffer as fast as the client sends it, whatever
 the view does with it. For the upload route a gate in front of the ASGI ``receive``
@@ -14,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import unicodedata
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote
 
-from quart import Blueprint, Quart, Response, abort, request
+from quart import Blueprint, Quart, Response, abort, g, request
 from quart.wrappers.request import Body
 from quart.wrappers.response import FileBody
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -235,17 +236,20 @@ async def thumbnail(upload_id: int) -> Any:
 
 
 async def _serve(upload_id: int, *, name: str | None = None, thumbnail: bool = False) -> Any:
+    bot = bool(g.get("bearer"))
+    if bot and current_user() is None:  # as the API answers a bad token
+        raise ApiError(401, "the bearer token is unknown or revoked")
     uploads = services().uploads
     found = await uploads.readable(current_user(), upload_id)
     if found is None or (name is not None and name != found.name):
-        abort(404)
+        _not_found(bot)
     if thumbnail and found.width is None:
-        abort(404)
+        _not_found(bot)
     stored = await uploads.served(found, thumbnail)
     try:
         size = (await asyncio.to_thread(stored.path.stat)).st_size
     except FileNotFoundError:
-        abort(404)
+        _not_found(bot)
     response = Response(FileBody(stored.path), content_type=stored.content_type)
     response.content_length = size
     response.set_etag(found.disk_key + ("-t" if thumbnail else ""))
@@ -257,6 +261,14 @@ async def _serve(upload_id: int, *, name: str | None = None, thumbnail: bool = F
         found.name, inline=stored.inline)
     await response.make_conditional(request, accept_ranges=True, complete_length=size)
     return response
+
+
+def _not_found(bot: bool) -> NoReturn:
+    """404: the HTML page for a browser; for a bot (bearer token) the API's JSON error,
+    which sets no cookie."""
+    if bot:
+        raise ApiError(404, "no such file, or not yours to read", "not_found")
+    abort(404)
 
 
 def content_disposition(name: str, *, inline: bool) -> str:
