@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from datetime import datetime
 
 from .models import (
@@ -424,6 +425,18 @@ class Storage(ABC):
 
     @abstractmethod
     async def delete_webhook(self, webhook_id: int) -> bool: ...
+
+    # bulk import (engines: ``sqlite_admin``, ``postgres_admin``)
+    @abstractmethod
+    async def import_messages(
+        self, room_id: int, messages: Sequence[tuple[int, str, datetime]]
+    ) -> tuple[int, int]:
+        """Append ``messages`` (author id, body, created_at) to a room, in order, each with
+        its ``message`` event at the room's next seq, all in one transaction; the first
+        and last new message ids. For loading a large history (an import, the
+        benchmarks' seeding): no nonces, mentions or attachments, no per-message answer,
+        and nothing is broadcast. A missing room: StorageError and nothing stored; an
+        empty list: ValueError. Call it in batches (tens of thousands) for millions."""
 
 
 def open_storage(url: str) -> Storage:

@@ -7,12 +7,14 @@ both win.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from . import StorageError
 from .models import AccountRow, AuditEntry, Invite, User, utcnow
 
 OTHER_ADMIN = (
@@ -166,5 +168,27 @@ class PostgresAdmin:
             " (SELECT token_hash FROM reset_tokens WHERE expires_at < $1 LIMIT $2)",
             now, limit))
 
-
-
+    async def import_messages(
+        self, room_id: int, messages: Sequence[tuple[int, str, datetime]]
+    ) -> tuple[int, int]:
+        if not messages:
+            raise ValueError("no messages to import")
+        async with self._conn() as conn, conn.transaction():
+            # The room's row lock, as a send takes it: seqs stay gapless beside sends.
+            last = await conn.fetchval(
+                "SELECT last_seq FROM rooms WHERE id = $1 FOR UPDATE", room_id)
+            if last is None:
+                raise StorageError(f"room {room_id} does not exist")
+            await conn.copy_records_to_table(
+                "messages",
+                records=[(room_id, last + i, author_id, body, at)
+                         for i, (author_id, body, at) in enumerate(messages, start=1)],
+                columns=["room_id", "seq", "author_id", "body", "created_at"])
+            ids = await conn.fetchrow(
+                "WITH e AS (INSERT INTO room_events (room_id, seq, kind, message_id)"
+                " SELECT room_id, seq, 'message', id FROM messages"
+                " WHERE room_id = $1 AND seq > $2 RETURNING message_id)"
+                " SELECT min(message_id), max(message_id) FROM e", room_id, last)
+            await conn.execute("UPDATE rooms SET last_seq = $2 WHERE id = $1",
+                               room_id, last + len(messages))
+        return ids[0], ids[1]
