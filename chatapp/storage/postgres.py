@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import logging
 import re
-import secrets
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -45,13 +44,14 @@ from . import (
 )
 from . import postgres_events as events
 from . import postgres_uploads as uploads
-from .migrations import check_version
+from . import queries as q
+from .migrations import migrate_postgres
 from .models import isoformat, join_mentions, summary_from_row, utcnow
 from .postgres_admin import PostgresAdmin
-from .postgres_events import MESSAGE_COLUMNS, MESSAGE_FROM, with_reactions
 from .postgres_events import message_from_row as _message
-from .postgres_schema import MIGRATIONS
+from .postgres_events import with_reactions
 from .postgres_webhooks import PostgresWebhooks
+from .queries import MESSAGE_COLUMNS, MESSAGE_FROM, USER_COLUMNS, numbered, user_from_row
 from .search import SearchQuery, postgres_search
 
 log = logging.getLogger(__name__)
@@ -62,13 +62,7 @@ ACQUIRE_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0  # an unreachable host fails a start or a health check this fast
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-# Every process migrating the same database queues on this lock (any 64-bit constant).
-MIGRATION_LOCK = 0x63686174_6D696772  # "chatmigr"
 
-USER_COLUMNS = "id, username, is_admin, password_hash, display_name, deactivated_at IS NULL"
-U_USER_COLUMNS = (
-    "u.id, u.username, u.is_admin, u.password_hash, u.display_name, u.deactivated_at IS NULL"
-)
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 # The server is away (down, restarting, unreachable, out of connections or disk),
 # not refusing this statement: the caller may retry once it is back.
@@ -82,32 +76,15 @@ UNAVAILABLE_ERRORS = (
 )
 
 
-# A room's kind as clients see it: a DM is stored as a private room with a dm_key.
-ROOM_KIND = "CASE WHEN r.dm_key IS NULL THEN r.kind ELSE 'dm' END"
-# A member's unread messages and unread mentions of them (``ms``: the membership, ``me``:
-# the user), each read up to UNREAD_LIMIT ($2) rows; mentions walk only messages that
-# mention someone (the messages_mentions index).
-UNREAD_COUNTS = (
-    "(SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.room_id = r.id"
-    "   AND m.seq > ms.last_read_seq AND m.author_id <> ms.user_id"
-    "   AND NOT m.deleted LIMIT $2) AS unread),"
-    " (SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.room_id = r.id"
-    "   AND m.mentions IS NOT NULL AND m.seq > ms.last_read_seq"
-    "   AND m.author_id <> ms.user_id AND NOT m.deleted"
-    "   AND (string_to_array(m.mentions, ' ') && ARRAY[me.username, 'room'])"
-    "   LIMIT $2) AS mentioned)"
-)
+# Does ``m.mentions`` (space-separated names) name ``me`` or the room?
+MENTIONS_ME = "string_to_array(m.mentions, ' ') && ARRAY[me.username, 'room']"
+UNREAD_COUNTS = q.unread_counts(MENTIONS_ME)
 
 
 def storage_error(exc: BaseException, doing: str) -> StorageError:
     """The storage layer's own error for a driver failure (never a raw asyncpg one)."""
     kind = StorageUnavailable if isinstance(exc, UNAVAILABLE_ERRORS) else StorageError
     return kind(f"{doing}: {exc!r}")
-
-
-def _user(row: Any) -> User:
-    return User(id=row[0], username=row[1], is_admin=bool(row[2]), password_hash=row[3],
-                display_name=row[4], active=bool(row[5]))
 
 
 def split_url(url: str) -> tuple[str, str | None]:
@@ -210,36 +187,8 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
             pool.terminate()
 
     async def _migrate(self, pool: asyncpg.Pool) -> None:
-        async with self._conn(pool) as conn, conn.transaction():
-            # Several processes may start at once: one migrates, the others wait and
-            # then find nothing left to do.
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-            if self._schema:
-                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
-            await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version int NOT NULL)")
-            version = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
-            check_version(version, len(MIGRATIONS))
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                log.info("applying PostgreSQL schema migration %d", number)
-                # No arguments: the simple query protocol, where the server itself
-                # splits the script into statements (a ";" in a literal is safe).
-                await conn.execute(script)
-                if number == 1:
-                    now = utcnow()
-                    await conn.execute(
-                        "INSERT INTO meta (key, value) VALUES ('epoch', $1)",
-                        secrets.token_hex(8),
-                    )
-                    await conn.execute(
-                        "INSERT INTO rooms (slug, name, kind, created_at)"
-                        " VALUES ($1, $1, 'public', $2)",
-                        GENERAL_ROOM, now,
-                    )
-                await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
-            fold = await conn.fetchval("SELECT value FROM meta WHERE key = 'search_fold'")
-            if fold == "translate":
-                log.warning("PostgreSQL had no unaccent extension when search was set up:"
-                            " search folds only Latin-1 accents (README: Search)")
+        async with self._conn(pool) as conn:
+            await migrate_postgres(conn, self._schema)
 
     @asynccontextmanager
     async def _conn(self, pool: asyncpg.Pool | None = None) -> AsyncIterator[asyncpg.Connection]:
@@ -272,7 +221,7 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
             await self.claim_single_process()
 
     async def epoch(self) -> str:
-        row = await self._one("SELECT value FROM meta WHERE key = 'epoch'")
+        row = await self._one(q.EPOCH)
         return str(row[0])
 
     # `chatapp backup`/`restore` are for SQLite; PostgreSQL has its own tools.
@@ -301,17 +250,11 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
                     # Serialize registrations so exactly one first user becomes admin.
                     await conn.execute("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
                     row = await conn.fetchrow(
-                        "INSERT INTO users (username, username_key, password_hash, is_admin,"
-                        " created_at) VALUES ($1, $2, $3, $4 OR NOT EXISTS (SELECT 1 FROM users),"
-                        f" $5) RETURNING {USER_COLUMNS}",
+                        numbered(q.CREATE_USER),
                         username, username.casefold(), password_hash, admin, now,
                     )
-                    user = _user(row)
-                    await conn.execute(
-                        "INSERT INTO memberships (user_id, room_id, joined_at)"
-                        " SELECT $1, id, $2 FROM rooms WHERE slug = $3",
-                        user.id, now, GENERAL_ROOM,
-                    )
+                    user = user_from_row(row)
+                    await conn.execute(numbered(q.JOIN_GENERAL), user.id, now, GENERAL_ROOM)
             except asyncpg.UniqueViolationError:
                 raise UsernameTaken(username) from None
         return user
@@ -319,10 +262,8 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
     async def user_by_name(self, username: str) -> User | None:
         if _has_nul(username):
             return None
-        row = await self._one(
-            f"SELECT {USER_COLUMNS} FROM users WHERE username_key = $1", username.casefold()
-        )
-        return _user(row) if row else None
+        row = await self._one(numbered(q.USER_BY_NAME), username.casefold())
+        return user_from_row(row) if row else None
 
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
         await self._run("UPDATE users SET password_hash = $1 WHERE id = $2", password_hash, user_id)
@@ -332,7 +273,7 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
             f"UPDATE users SET display_name = $1 WHERE id = $2 RETURNING {USER_COLUMNS}",
             display_name, user_id,
         )
-        return _user(row) if row else None
+        return user_from_row(row) if row else None
 
     # sessions
     async def create_session(
@@ -346,11 +287,7 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
         )
 
     async def sessions_of(self, user_id: int) -> list[SessionInfo]:
-        rows = await self._all(
-            "SELECT token_hash, created_at, last_seen, user_agent, address FROM sessions"
-            " WHERE user_id = $1 ORDER BY last_seen DESC, created_at DESC",
-            user_id,
-        )
+        rows = await self._all(numbered(q.SESSIONS_OF), user_id)
         return [SessionInfo(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     async def delete_sessions_of(self, user_id: int, keep: str | None) -> list[str]:
@@ -362,11 +299,7 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
         return [row[0] for row in rows]
 
     async def session(self, token_hash: str, idle_after: datetime) -> SessionRecord | None:
-        row = await self._one(
-            f"SELECT s.last_seen, {U_USER_COLUMNS}"
-            " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
-            token_hash,
-        )
+        row = await self._one(numbered(q.SESSION), token_hash)
         if row is None:
             return None
         last_seen: datetime = row[0]
@@ -377,7 +310,7 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
                 token_hash, idle_after,
             )
             return None
-        return SessionRecord(token_hash, _user(list(row)[1:]), last_seen)
+        return SessionRecord(token_hash, user_from_row(list(row)[1:]), last_seen)
 
     async def touch_session(self, token_hash: str, address: str | None = None) -> None:
         await self._run(
@@ -398,12 +331,8 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
         )
 
     async def user_for_api_token(self, token_hash: str) -> User | None:
-        row = await self._one(
-            f"SELECT {U_USER_COLUMNS}"
-            " FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
-            token_hash,
-        )
-        return _user(row) if row else None
+        row = await self._one(numbered(q.USER_FOR_API_TOKEN), token_hash)
+        return user_from_row(row) if row else None
 
     async def api_tokens(
         self, *, user_id: int | None = None, token_id: str | None = None
@@ -433,10 +362,7 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
         )
 
     async def login_failures(self, key: str, since: datetime) -> tuple[int, datetime | None]:
-        row = await self._one(
-            "SELECT count(*), min(at) FROM login_failures WHERE key = $1 AND at >= $2",
-            _failure_key(key), since,
-        )
+        row = await self._one(numbered(q.LOGIN_FAILURES), _failure_key(key), since)
         return int(row[0]), row[1]
 
     # housekeeping: bounded deletes, each its own short transaction
@@ -477,18 +403,16 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
     async def room(self, slug: str) -> Room | None:
         if _has_nul(slug):
             return None
-        row = await self._one(
-            f"SELECT id, slug, name, {ROOM_KIND}, last_seq FROM rooms r WHERE slug = $1", slug
-        )
+        row = await self._one(numbered(q.ROOM), slug)
         return Room(*row) if row else None
 
     async def rooms_of(self, user_id: int) -> list[RoomSummary]:
-        rows = await self._all(
-            f"SELECT r.id, r.slug, r.name, {ROOM_KIND}, {UNREAD_COUNTS}, r.last_seq,"
+        rows = await self._all(numbered(
+            f"SELECT r.id, r.slug, r.name, {q.ROOM_KIND}, {UNREAD_COUNTS}, r.last_seq,"
             " ms.notify, me.username FROM memberships ms JOIN rooms r ON r.id = ms.room_id"
             " JOIN users me ON me.id = ms.user_id"
-            " WHERE ms.user_id = $1 ORDER BY r.name COLLATE \"C\", r.id",
-            user_id, UNREAD_LIMIT,
+            " WHERE ms.user_id = ? ORDER BY r.name COLLATE \"C\", r.id"),
+            UNREAD_LIMIT, UNREAD_LIMIT, user_id,
         )
         dms = [row[0] for row in rows if row[3] == "dm"]
         members: dict[int, list[str]] = {}
@@ -503,10 +427,10 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
         return [summary_from_row(tuple(row), members.get(row[0], ())) for row in rows]
 
     async def unread(self, user_id: int, room_id: int) -> tuple[int, int]:
-        row = await self._one(
+        row = await self._one(numbered(
             f"SELECT {UNREAD_COUNTS} FROM memberships ms JOIN rooms r ON r.id = ms.room_id"
-            " JOIN users me ON me.id = ms.user_id WHERE ms.user_id = $1 AND ms.room_id = $3",
-            user_id, UNREAD_LIMIT, room_id,
+            " JOIN users me ON me.id = ms.user_id WHERE ms.user_id = ? AND ms.room_id = ?"),
+            UNREAD_LIMIT, UNREAD_LIMIT, user_id, room_id,
         )
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
@@ -570,19 +494,11 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
         return [Room(*row) for row in rows]
 
     async def is_member(self, user_id: int, room_id: int) -> bool:
-        row = await self._one(
-            "SELECT 1 FROM memberships WHERE user_id = $1 AND room_id = $2", user_id, room_id
-        )
+        row = await self._one(numbered(q.IS_MEMBER), user_id, room_id)
         return row is not None
 
     async def join(self, user_id: int, room_id: int) -> None:
-        # A newcomer starts with the history read: unread counts only what follows.
-        await self._run(
-            "INSERT INTO memberships (user_id, room_id, last_read_seq, joined_at)"
-            " SELECT $1, id, last_seq, $2 FROM rooms WHERE id = $3"
-            " ON CONFLICT DO NOTHING",
-            user_id, utcnow(), room_id,
-        )
+        await self._run(numbered(q.JOIN_ROOM), user_id, utcnow(), room_id)
 
     async def leave(self, user_id: int, room_id: int) -> None:
         await self._run(
@@ -686,25 +602,12 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
     async def messages(
         self, room_id: int, *, before: int | None, after: int | None, limit: int
     ) -> MessagePage:
-        where, params = "m.room_id = $1 AND NOT m.deleted", [room_id]
-        if before is not None:
-            params.append(before)
-            where += f" AND m.id < ${len(params)}"
-        if after is not None:
-            params.append(after)
-            where += f" AND m.id > ${len(params)}"
-        # Without ``after`` the reader wants the newest page: walk back, then flip.
-        order = "ASC" if after is not None and before is None else "DESC"
-        params.append(limit + 1)
+        sql, params, newest_first = q.message_page(room_id, before, after, limit)
         async with self._conn() as conn:
-            rows = await conn.fetch(
-                f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE {where}"
-                f" ORDER BY m.id {order} LIMIT ${len(params)}",
-                *params,
-            )
+            rows = await conn.fetch(numbered(sql), *params)
             has_more = len(rows) > limit
             page = [_message(row) for row in rows[:limit]]
-            if order == "DESC":
+            if newest_first:
                 page.reverse()
             return MessagePage(await with_reactions(conn, page), has_more)
 
@@ -741,10 +644,7 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
                                       MAX_REACTIONS)
 
     async def edits(self, message_id: int) -> list[tuple[str, str]]:
-        rows = await self._all(
-            "SELECT body, edited_at FROM message_edits WHERE message_id = $1 ORDER BY id",
-            message_id,
-        )
+        rows = await self._all(numbered(q.EDITS), message_id)
         return [(row[0], isoformat(row[1])) for row in rows]
 
     # uploads (SPEC §10)

@@ -29,12 +29,8 @@ from .models import (
     split_mentions,
 )
 from .postgres_uploads import with_attachments
+from .queries import EVENTS_AFTER, MESSAGE, numbered
 
-MESSAGE_COLUMNS = (
-    "m.id, r.slug, m.seq, u.username, m.body, m.created_at, m.nonce, m.edited_at,"
-    " m.reply_to, m.deleted, m.mentions, u.bot"
-)
-MESSAGE_FROM = "messages m JOIN users u ON u.id = m.author_id JOIN rooms r ON r.id = m.room_id"
 # Emoji in the order they first appeared on the message, users in the order they reacted.
 REACTIONS_OF = (
     "SELECT x.message_id, x.emoji, u.username FROM reactions x JOIN users u ON u.id = x.user_id"
@@ -71,9 +67,7 @@ async def with_reactions(conn: asyncpg.Connection, messages: list[Message]) -> l
 
 
 async def load_message(conn: asyncpg.Connection, message_id: int) -> Message | None:
-    row = await conn.fetchrow(
-        f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE m.id = $1", message_id
-    )
+    row = await conn.fetchrow(numbered(MESSAGE), message_id)
     if row is None:
         return None
     return (await with_reactions(conn, [message_from_row(row)]))[0]
@@ -187,13 +181,7 @@ async def react(
 async def events_after(
     conn: asyncpg.Connection, room_id: int, seq: int, limit: int
 ) -> list[RoomEvent]:
-    rows = await conn.fetch(
-        f"SELECT e.seq, e.kind, e.data, {MESSAGE_COLUMNS}"
-        " FROM room_events e JOIN messages m ON m.id = e.message_id"
-        " JOIN users u ON u.id = m.author_id JOIN rooms r ON r.id = m.room_id"
-        " WHERE e.room_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3",
-        room_id, seq, limit,
-    )
+    rows = await conn.fetch(numbered(EVENTS_AFTER), room_id, seq, limit)
     messages = await with_reactions(conn, [message_from_row(list(row)[3:]) for row in rows])
     return [
         RoomEvent.replay(row[1], row[0], message, json.loads(row[2]) if row[2] else None)

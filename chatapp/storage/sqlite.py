@@ -8,10 +8,8 @@ import json
 import logging
 import os
 import random
-import secrets
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -40,84 +38,32 @@ from . import (
     UserListing,
     UsernameTaken,
 )
+from . import queries as q
 from . import sqlite_messages as one
 from . import sqlite_uploads as uploads
-from .migrations import check_version, split_sql
+from .migrations import migrate_sqlite
 from .models import isoformat, summary_from_row, utcnow
+from .queries import MESSAGE_COLUMNS, USER_COLUMNS, user_from_row
 from .search import SearchQuery, sqlite_search
 from .sqlite_admin import SQLiteAdmin
-from .sqlite_messages import (
-    MESSAGE_COLUMNS,
-    MESSAGE_FROM,
-    REACTIONS_OF,
-    NewMessage,
-    group_reactions,
-    insert_messages,
-    marks,
-)
+from .sqlite_messages import REACTIONS_OF, NewMessage, group_reactions, marks
 from .sqlite_messages import message_from_row as _message
-from .sqlite_schema import MIGRATIONS
 from .sqlite_webhooks import SQLiteWebhooks
+from .sqlite_writer import PRAGMAS, GroupCommitWriter, storage_error
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-WriteOp = Callable[[sqlite3.Connection], Any]  # runs on the writer thread
 
-MAX_BATCH = 512
-MAX_PENDING_WRITES = 20_000
-
-# A room's kind as clients see it: a DM is stored as a private room with a dm_key.
-ROOM_KIND = "CASE WHEN r.dm_key IS NULL THEN r.kind ELSE 'dm' END"
-# A member's unread messages and unread mentions of them (``ms``: the membership, ``me``:
-# the user), each read up to UNREAD_LIMIT rows (two parameters); mentions walk only
-# messages that mention someone (the messages_mentions index).
-UNREAD_COUNTS = (
-    "(SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.room_id = r.id"
-    "   AND m.seq > ms.last_read_seq AND m.author_id != ms.user_id"
-    "   AND NOT m.deleted LIMIT ?)),"
-    " (SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.room_id = r.id"
-    "   AND m.mentions IS NOT NULL AND m.seq > ms.last_read_seq"
-    "   AND m.author_id != ms.user_id AND NOT m.deleted"
-    "   AND instr(' ' || m.mentions || ' ', ' ' || me.username || ' ') + "
-    "       instr(' ' || m.mentions || ' ', ' room ') > 0 LIMIT ?))"
+# Does ``m.mentions`` (space-separated names) name ``me`` or the room?
+MENTIONS_ME = (
+    "instr(' ' || m.mentions || ' ', ' ' || me.username || ' ') + "
+    "instr(' ' || m.mentions || ' ', ' room ') > 0"
 )
-
-
-
-
-def storage_error(exc: BaseException, doing: str) -> StorageError:
-    """The storage layer's own error for a driver failure (never a raw sqlite3 one).
-
-    OperationalError is the database being away (locked past busy_timeout, disk full,
-    I/O error, file not openable), not the statement being wrong: a retry may work.
-    """
-    if isinstance(exc, StorageError):
-        return exc
-    kind = StorageUnavailable if isinstance(exc, sqlite3.OperationalError) else StorageError
-    return kind(f"{doing}: {exc!r}")
-
-
-USER_COLUMNS = "id, username, is_admin, password_hash, display_name, deactivated_at IS NULL"
-U_USER_COLUMNS = (
-    "u.id, u.username, u.is_admin, u.password_hash, u.display_name, u.deactivated_at IS NULL"
-)
-
-
-def _user(row: Any) -> User:
-    return User(id=row[0], username=row[1], is_admin=bool(row[2]), password_hash=row[3],
-                display_name=row[4], active=bool(row[5]))
+UNREAD_COUNTS = q.unread_counts(MENTIONS_ME)
 
 
 def _moment(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-# busy_timeout first: switching to WAL waits for another process's migration.
-# synchronous = FULL: in WAL mode every COMMIT syncs the log to disk before it
-# returns, so an acknowledged message survives a power cut (SPEC §6; NORMAL would
-# only survive a crash of the process). Group commit pays one sync per batch.
-PRAGMAS = ("PRAGMA busy_timeout = 10000", "PRAGMA foreign_keys = ON",
-           "PRAGMA synchronous = FULL")
 
 
 async def _configure(conn: aiosqlite.Connection) -> None:
@@ -141,139 +87,6 @@ async def _switch_to_wal(conn: aiosqlite.Connection, attempts: int = 100) -> Non
             await asyncio.sleep(0.05 + random.random() * 0.05)
 
 
-class GroupCommitWriter:
-    """Runs every write on one connection in its own thread, committing queued writes
-    together.
-
-    Each write is a function of the connection that either succeeds or leaves no
-    change (one statement, or its own savepoint). A batch goes to the thread in one
-    hop (``BEGIN IMMEDIATE``, the writes, ``COMMIT``), not one per statement; callers
-    hear back only after the COMMIT, so nothing is acknowledged before it is durable.
-    ``BEGIN IMMEDIATE`` takes the write lock up front: a transaction never fails on a
-    read-to-write upgrade.
-    """
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._conn: sqlite3.Connection | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
-        self._pending: list[tuple[WriteOp | NewMessage, asyncio.Future[Any]]] = []
-        self._in_flight = False
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._running = False
-
-    async def start(self) -> None:
-        await self._in_thread(self._open)
-        self._running = True
-
-    def _open(self) -> None:
-        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below).
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        for pragma in PRAGMAS:
-            conn.execute(pragma)
-        self._conn = conn
-
-    async def stop(self) -> None:
-        self._running = False
-        # Let queued and in-flight writes commit before the connection closes.
-        await self._idle.wait()
-        if self._conn is not None:
-            await self._in_thread(self._conn.close)
-            self._conn = None
-        self._thread.shutdown(wait=False)
-
-    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
-
-    async def write(self, op: WriteOp | NewMessage) -> Any:
-        if not self._running:
-            raise StorageUnavailable("the database writer is not running")
-        if len(self._pending) >= MAX_PENDING_WRITES:
-            raise StorageUnavailable("too many pending writes")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((op, future))
-        if not self._in_flight:
-            self._submit()
-        return await future
-
-    def _submit(self) -> None:
-        """Send what is pending to the thread as one batch (no task in between: the
-        next batch leaves from the previous one's completion callback)."""
-        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-        self._in_flight = True
-        self._idle.clear()
-        done = asyncio.wrap_future(self._thread.submit(self._commit, [op for op, _ in batch]))
-        done.add_done_callback(lambda outcome: self._settle(batch, outcome))
-
-    def _settle(
-        self, batch: list[tuple[WriteOp | NewMessage, asyncio.Future[Any]]],
-        done: asyncio.Future[list[Any]],
-    ) -> None:
-        self._in_flight = False
-        if done.cancelled() or done.exception() is not None:
-            error = None if done.cancelled() else done.exception()
-            log.error("write batch of %d crashed", len(batch), exc_info=error)
-            outcomes: list[Any] = [StorageError("database write crashed")] * len(batch)
-        else:
-            outcomes = done.result()
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
-            if future.done():  # the caller went away; the write still landed
-                continue
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
-        if self._pending:
-            self._submit()
-        else:
-            self._idle.set()
-
-    def _commit(self, ops: list[WriteOp | NewMessage]) -> list[Any]:
-        """On the writer thread: one transaction for the batch; an outcome per op."""
-        conn = self._conn
-        assert conn is not None
-        outcomes: list[Any] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            run: list[NewMessage] = []
-            for op in ops:
-                if isinstance(op, NewMessage):
-                    run.append(op)
-                    continue
-                outcomes += _insert(conn, run)
-                run = []
-                try:
-                    outcomes.append(op(conn))
-                except (sqlite3.Error, StorageError) as exc:
-                    outcomes.append(storage_error(exc, "database write failed"))
-            outcomes += _insert(conn, run)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            log.exception("write batch of %d failed", len(ops))
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            outcomes = [storage_error(exc, "database write failed")] * len(ops)
-        return outcomes
-
-
-def _insert(conn: sqlite3.Connection, run: list[NewMessage]) -> list[Any]:
-    """Insert a run of messages together; if that fails, one by one."""
-    if not run:
-        return []
-    try:
-        return insert_messages(conn, run)
-    except (sqlite3.Error, StorageError):
-        # A failed statement changed nothing: find the culprit message by message.
-        results: list[Any] = []
-        for new in run:
-            try:
-                results += insert_messages(conn, [new])
-            except (sqlite3.Error, StorageError) as exc:
-                results.append(storage_error(exc, "database write failed"))
-        return results
-
-
 class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
     def __init__(self, path: str) -> None:
         self._path = path
@@ -288,7 +101,7 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE).
             reader = await aiosqlite.connect(self._path, isolation_level=None)
             await _configure(reader)
-            await self._migrate(reader)
+            await migrate_sqlite(reader)
             self._writer = GroupCommitWriter(self._path)
             await self._writer.start()
         except BaseException as exc:
@@ -307,38 +120,6 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
         if self._reader is not None:
             await self._reader.close()
         self._reader = self._writer = None
-
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
-        async with conn.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        version = int(row[0]) if row else 0
-        check_version(version, len(MIGRATIONS))
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            log.info("applying SQLite schema migration %d", number)
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                # Another process starting at the same time may have applied it meanwhile.
-                async with conn.execute("PRAGMA user_version") as cursor:
-                    current = await cursor.fetchone()
-                if current and int(current[0]) >= number:
-                    await conn.commit()
-                    continue
-                for statement in split_sql(script):
-                    await conn.execute(statement)
-                if number == 1:
-                    await conn.execute(
-                        "INSERT INTO meta (key, value) VALUES ('epoch', ?)",
-                        (secrets.token_hex(8),),
-                    )
-                    await conn.execute(
-                        "INSERT INTO rooms (slug, name, kind, created_at) VALUES (?, ?, ?, ?)",
-                        (GENERAL_ROOM, "general", "public", isoformat(utcnow())),
-                    )
-                await conn.execute(f"PRAGMA user_version = {number}")
-                await conn.commit()
-            except BaseException:
-                await conn.rollback()
-                raise
 
     @property
     def _read(self) -> aiosqlite.Connection:
@@ -374,7 +155,7 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
         await self._one("SELECT 1")
 
     async def epoch(self) -> str:
-        row = await self._one("SELECT value FROM meta WHERE key = 'epoch'")
+        row = await self._one(q.EPOCH)
         return str(row[0])
 
     async def backup(self, target: str, *, force: bool = False) -> None:
@@ -400,19 +181,11 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
             conn.execute("SAVEPOINT create_user")
             try:
                 cursor = conn.execute(
-                    "INSERT INTO users"
-                    " (username, username_key, password_hash, is_admin, created_at)"
-                    " VALUES (?, ?, ?, ? OR NOT EXISTS (SELECT 1 FROM users), ?)"
-                    f" RETURNING {USER_COLUMNS}",
-                    (username, username.casefold(), password_hash, admin, now),
+                    q.CREATE_USER, (username, username.casefold(), password_hash, admin, now)
                 )
-                user = _user(cursor.fetchone())
+                user = user_from_row(cursor.fetchone())
                 cursor.close()
-                conn.execute(
-                    "INSERT INTO memberships (user_id, room_id, joined_at)"
-                    " SELECT ?, id, ? FROM rooms WHERE slug = ?",
-                    (user.id, now, GENERAL_ROOM),
-                )
+                conn.execute(q.JOIN_GENERAL, (user.id, now, GENERAL_ROOM))
             except sqlite3.IntegrityError:
                 conn.execute("ROLLBACK TO create_user")
                 conn.execute("RELEASE create_user")
@@ -423,11 +196,8 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
         return await self._write(op)
 
     async def user_by_name(self, username: str) -> User | None:
-        row = await self._one(
-            f"SELECT {USER_COLUMNS} FROM users WHERE username_key = ?",
-            (username.casefold(),),
-        )
-        return _user(row) if row else None
+        row = await self._one(q.USER_BY_NAME, (username.casefold(),))
+        return user_from_row(row) if row else None
 
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
         await self._execute(
@@ -440,7 +210,7 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
                 f"UPDATE users SET display_name = ? WHERE id = ? RETURNING {USER_COLUMNS}",
                 (display_name, user_id),
             ).fetchone()
-            return _user(row) if row else None
+            return user_from_row(row) if row else None
 
         return await self._write(op)
 
@@ -456,11 +226,7 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
         )
 
     async def sessions_of(self, user_id: int) -> list[SessionInfo]:
-        rows = await self._all(
-            "SELECT token_hash, created_at, last_seen, user_agent, address FROM sessions"
-            " WHERE user_id = ? ORDER BY last_seen DESC, created_at DESC",
-            (user_id,),
-        )
+        rows = await self._all(q.SESSIONS_OF, (user_id,))
         return [SessionInfo(r[0], _moment(r[1]), _moment(r[2]), r[3], r[4]) for r in rows]
 
     async def delete_sessions_of(self, user_id: int, keep: str | None) -> list[str]:
@@ -475,18 +241,14 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
         return await self._write(op)
 
     async def session(self, token_hash: str, idle_after: datetime) -> SessionRecord | None:
-        row = await self._one(
-            f"SELECT s.last_seen, {U_USER_COLUMNS}"
-            " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
-            (token_hash,),
-        )
+        row = await self._one(q.SESSION, (token_hash,))
         if row is None:
             return None
         last_seen = datetime.fromisoformat(row[0].replace("Z", "+00:00"))
         if last_seen < idle_after:
             await self.delete_session(token_hash)
             return None
-        return SessionRecord(token_hash, _user(row[1:]), last_seen)
+        return SessionRecord(token_hash, user_from_row(row[1:]), last_seen)
 
     async def touch_session(self, token_hash: str, address: str | None = None) -> None:
         now = isoformat(utcnow())
@@ -509,12 +271,8 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
         )
 
     async def user_for_api_token(self, token_hash: str) -> User | None:
-        row = await self._one(
-            f"SELECT {U_USER_COLUMNS}"
-            " FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
-            (token_hash,),
-        )
-        return _user(row) if row else None
+        row = await self._one(q.USER_FOR_API_TOKEN, (token_hash,))
+        return user_from_row(row) if row else None
 
     async def api_tokens(
         self, *, user_id: int | None = None, token_id: str | None = None
@@ -544,10 +302,7 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
         )
 
     async def login_failures(self, key: str, since: datetime) -> tuple[int, datetime | None]:
-        row = await self._one(
-            "SELECT COUNT(*), MIN(at) FROM login_failures WHERE key = ? AND at >= ?",
-            (key, isoformat(since)),
-        )
+        row = await self._one(q.LOGIN_FAILURES, (key, isoformat(since)))
         oldest = datetime.fromisoformat(row[1].replace("Z", "+00:00")) if row[1] else None
         return int(row[0]), oldest
 
@@ -604,14 +359,12 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
         return await self._write(op)
 
     async def room(self, slug: str) -> Room | None:
-        row = await self._one(
-            f"SELECT id, slug, name, {ROOM_KIND}, last_seq FROM rooms r WHERE slug = ?", (slug,)
-        )
+        row = await self._one(q.ROOM, (slug,))
         return Room(*row) if row else None
 
     async def rooms_of(self, user_id: int) -> list[RoomSummary]:
         rows = await self._all(
-            f"SELECT r.id, r.slug, r.name, {ROOM_KIND}, {UNREAD_COUNTS}, r.last_seq,"
+            f"SELECT r.id, r.slug, r.name, {q.ROOM_KIND}, {UNREAD_COUNTS}, r.last_seq,"
             " ms.notify, me.username FROM memberships ms JOIN rooms r ON r.id = ms.room_id"
             " JOIN users me ON me.id = ms.user_id"
             " WHERE ms.user_id = ? ORDER BY r.name, r.id",
@@ -698,19 +451,11 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
         return [Room(*row) for row in rows]
 
     async def is_member(self, user_id: int, room_id: int) -> bool:
-        row = await self._one(
-            "SELECT 1 FROM memberships WHERE user_id = ? AND room_id = ?", (user_id, room_id)
-        )
+        row = await self._one(q.IS_MEMBER, (user_id, room_id))
         return row is not None
 
     async def join(self, user_id: int, room_id: int) -> None:
-        now = isoformat(utcnow())
-        await self._execute(
-            "INSERT INTO memberships (user_id, room_id, last_read_seq, joined_at)"
-            " SELECT ?, id, last_seq, ? FROM rooms WHERE id = ?"
-            " ON CONFLICT DO NOTHING",
-            (user_id, now, room_id),
-        )
+        await self._execute(q.JOIN_ROOM, (user_id, isoformat(utcnow()), room_id))
 
     async def leave(self, user_id: int, room_id: int) -> None:
         await self._execute(
@@ -745,9 +490,7 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
         return await self._write(new)  # type: ignore[no-any-return]
 
     async def message(self, message_id: int) -> Message | None:
-        rows = await self._all(
-            f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE m.id = ?", (message_id,)
-        )
+        rows = await self._all(q.MESSAGE, (message_id,))
         found = await self._with_reactions([_message(row) for row in rows])
         return found[0] if found else None
 
@@ -767,10 +510,7 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
         )
 
     async def edits(self, message_id: int) -> list[tuple[str, str]]:
-        rows = await self._all(
-            "SELECT body, edited_at FROM message_edits WHERE message_id = ? ORDER BY id",
-            (message_id,),
-        )
+        rows = await self._all(q.EDITS, (message_id,))
         return [(row[0], row[1]) for row in rows]
 
     async def _with_reactions(self, messages: list[Message]) -> list[Message]:
@@ -791,34 +531,16 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
     async def messages(
         self, room_id: int, *, before: int | None, after: int | None, limit: int
     ) -> MessagePage:
-        where, params = "m.room_id = ? AND NOT m.deleted", [room_id]
-        if before is not None:
-            where += " AND m.id < ?"
-            params.append(before)
-        if after is not None:
-            where += " AND m.id > ?"
-            params.append(after)
-        # Without ``after`` the reader wants the newest page: walk back, then flip.
-        order = "ASC" if after is not None and before is None else "DESC"
-        rows = await self._all(
-            f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE {where}"
-            f" ORDER BY m.id {order} LIMIT ?",
-            (*params, limit + 1),
-        )
+        sql, params, newest_first = q.message_page(room_id, before, after, limit)
+        rows = await self._all(sql, tuple(params))
         has_more = len(rows) > limit
         page = [_message(row) for row in rows[:limit]]
-        if order == "DESC":
+        if newest_first:
             page.reverse()
         return MessagePage(await self._with_reactions(page), has_more)
 
     async def events_after(self, room_id: int, seq: int, limit: int) -> list[RoomEvent]:
-        rows = await self._all(
-            f"SELECT e.seq, e.kind, e.data, {MESSAGE_COLUMNS}"
-            " FROM room_events e JOIN messages m ON m.id = e.message_id"
-            " JOIN users u ON u.id = m.author_id JOIN rooms r ON r.id = m.room_id"
-            " WHERE e.room_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
-            (room_id, seq, limit),
-        )
+        rows = await self._all(q.EVENTS_AFTER, (room_id, seq, limit))
         messages = await self._with_reactions([_message(row[3:]) for row in rows])
         return [
             RoomEvent.replay(row[1], row[0], message, json.loads(row[2]) if row[2] else None)

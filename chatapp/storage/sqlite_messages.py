@@ -18,12 +18,8 @@ from typing import Any
 
 from . import Message, MessageGone, Reaction, RoomEvent, StorageError, TooManyReactions
 from .models import MESSAGE_DELETED, MESSAGE_EDITED, REACTION, join_mentions, split_mentions
+from .queries import MESSAGE, MESSAGE_COLUMNS, MESSAGE_FROM
 
-MESSAGE_COLUMNS = (
-    "m.id, r.slug, m.seq, u.username, m.body, m.created_at, m.nonce, m.edited_at,"
-    " m.reply_to, m.deleted, m.mentions, u.bot"
-)
-MESSAGE_FROM = "messages m JOIN users u ON u.id = m.author_id JOIN rooms r ON r.id = m.room_id"
 # Reactions of some messages (``{ids}``: placeholders), emoji in the order they first
 # appeared, users in the order they reacted.
 REACTIONS_OF = (
@@ -189,9 +185,7 @@ def savepoint(conn: sqlite3.Connection, name: str) -> Iterator[None]:
 
 
 def load_message(conn: sqlite3.Connection, message_id: int) -> Message | None:
-    row = conn.execute(
-        f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE m.id = ?", (message_id,)
-    ).fetchone()
+    row = conn.execute(MESSAGE, (message_id,)).fetchone()
     if row is None:
         return None
     rows = conn.execute(REACTIONS_OF.format(ids="?"), (message_id,)).fetchall()
