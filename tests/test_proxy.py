@@ -1,7 +1,7 @@
 """CHATAPP_TRUSTED_PROXIES (SPEC §2, §8): the real client address behind proxies.
 
 The first tests run the app under Quart's test client; the last ones put Debian's
-nginx, configured with README's snippet, in front of a real Hypercorn.
+nginx, configured with the snippet of docs/operations.md, in front of a real Hypercorn.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from .hashing import cheap_passwords
 from .servers import ROOT, Browser, Server, events_of, free_port
 
 NGINX = Path("/usr/sbin/nginx")
+# The reverse-proxy configurations people copy; these tests run them verbatim.
+DEPLOYMENT_DOC = ROOT / "docs" / "operations.md"
 WRONG = "not the password"
 
 
@@ -122,15 +124,15 @@ async def test_twenty_failures_lock_out_one_address_only_with_trusted_proxies(
 
 
 def nginx_snippet() -> str:
-    """README's nginx block, verbatim."""
-    text = (ROOT / "README.md").read_text()
+    """The nginx block of docs/operations.md, verbatim."""
+    text = DEPLOYMENT_DOC.read_text()
     match = re.search(r"<!-- nginx-snippet -->\s*```nginx\n(.*?)```", text, re.S)
-    assert match, "README.md has no nginx snippet after <!-- nginx-snippet -->"
+    assert match, "docs/operations.md has no nginx snippet after <!-- nginx-snippet -->"
     return match.group(1)
 
 
 def nginx_config(directory: Path, listen: int, upstream: int) -> str:
-    """README's snippet with a local listen and upstream, wrapped in a whole config.
+    """The documented snippet with a local listen and upstream, wrapped in a whole config.
 
     The wrapper also lets a test client name its own address (``X-Test-Client``,
     nginx's realip module), as if it came from elsewhere: every socket here is on
@@ -241,7 +243,7 @@ class ClientAt(Browser):
 
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Nginx]]:
-    """nginx (README's config) in front of Hypercorn with CHATAPP_TRUSTED_PROXIES=1."""
+    """nginx (the documented config) in front of Hypercorn with CHATAPP_TRUSTED_PROXIES=1."""
     if not NGINX.exists():
         need_service("nginx", f"{NGINX} is missing (apt-get install nginx-light)")
     tmp = tmp_path_factory.mktemp("proxied")
@@ -329,15 +331,15 @@ CADDY = Path("/usr/bin/caddy")
 
 
 def caddy_snippet() -> str:
-    """README's Caddyfile block, verbatim."""
-    text = (ROOT / "README.md").read_text()
+    """The Caddyfile block of docs/operations.md, verbatim."""
+    text = DEPLOYMENT_DOC.read_text()
     match = re.search(r"<!-- caddy-snippet -->\s*```caddy\n(.*?)```", text, re.S)
-    assert match, "README.md has no Caddyfile snippet after <!-- caddy-snippet -->"
+    assert match, "docs/operations.md has no Caddyfile snippet after <!-- caddy-snippet -->"
     return match.group(1)
 
 
 def caddy_config(directory: Path, listen: int, upstream: int) -> str:
-    """README's site block on a local http:// address bound to 127.0.0.1, no admin API."""
+    """The documented site block on a local http:// address bound to 127.0.0.1, no admin API."""
     snippet, sites = re.subn(r"^chat\.example\.com \{",
                              f"http://127.0.0.1:{listen} {{\n\tbind 127.0.0.1", caddy_snippet())
     snippet, upstreams = re.subn(r"reverse_proxy [^\n]*", f"reverse_proxy 127.0.0.1:{upstream}",
@@ -366,7 +368,7 @@ class Caddy(ProxyProcess):
 
 @pytest.fixture(scope="module")
 def caddied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Caddy]]:
-    """Caddy (README's Caddyfile) in front of Hypercorn with CHATAPP_TRUSTED_PROXIES=1."""
+    """Caddy (the documented Caddyfile) in front of Hypercorn with CHATAPP_TRUSTED_PROXIES=1."""
     if not CADDY.exists():
         need_service("caddy", f"{CADDY} is missing (apt-get install caddy)")
     tmp = tmp_path_factory.mktemp("caddied")
