@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -46,12 +45,13 @@ from . import postgres_events as events
 from . import postgres_uploads as uploads
 from . import queries as q
 from .migrations import migrate_postgres
-from .models import isoformat, join_mentions, summary_from_row, utcnow
+from .models import isoformat, summary_from_row, utcnow
 from .postgres_admin import PostgresAdmin
 from .postgres_events import message_from_row as _message
 from .postgres_events import with_reactions
 from .postgres_webhooks import PostgresWebhooks
-from .queries import MESSAGE_COLUMNS, MESSAGE_FROM, USER_COLUMNS, numbered, user_from_row
+from .postgres_writer import NewMessage, PostgresWriter
+from .queries import MESSAGE_COLUMNS, USER_COLUMNS, numbered, user_from_row
 from .search import SearchQuery, postgres_search
 
 log = logging.getLogger(__name__)
@@ -119,17 +119,12 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-class _DuplicateNonceError(Exception):
-    """The nonce is taken: roll the seq back and return the stored message."""
-
-
 class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
     def __init__(self, url: str) -> None:
         self._dsn, self._schema = split_url(url)
         self._pool: asyncpg.Pool | None = None
         self._claim: asyncpg.Connection | None = None  # holds the single-process lock
-        self._author_locks: dict[int, asyncio.Lock] = {}
-        self._author_waiting: Counter[int] = Counter()
+        self._writer: PostgresWriter | None = None  # sends, committed in batches
 
     async def connect(self) -> None:
         settings = {"search_path": self._schema} if self._schema else {}
@@ -147,6 +142,12 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
             raise
         # Only a migrated database is in use (a reconnect happens while serving).
         self._pool = pool
+        if self._writer is None:
+            self._writer = PostgresWriter(
+                lambda: asyncpg.connect(self._dsn, server_settings=settings,
+                                        timeout=CONNECT_TIMEOUT),
+                storage_error,
+            )
 
     async def claim_single_process(self) -> None:
         """Hold a session-level advisory lock, per schema, on a connection of its own.
@@ -171,6 +172,9 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
         self._claim = conn
 
     async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:  # queued sends commit first
+            await writer.stop()
         claim, self._claim = self._claim, None
         if claim is not None:
             try:
@@ -520,84 +524,12 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
         reply_to: int | None = None, mentions: tuple[str, ...] = (),
         attachments: tuple[int, ...] = (),
     ) -> tuple[Message, bool]:
-        # One author's sends commit in the order they were made, even when a client
-        # pipelines them (the lock is fair, so waiters go in arrival order).
-        lock = self._author_locks.get(author_id)
-        if lock is None:
-            lock = self._author_locks[author_id] = asyncio.Lock()
-        self._author_waiting[author_id] += 1
-        try:
-            async with lock:
-                return await self._add_message(room_id, author_id, body, nonce, reply_to,
-                                               mentions, attachments)
-        finally:
-            self._author_waiting[author_id] -= 1
-            if not self._author_waiting[author_id]:
-                del self._author_waiting[author_id], self._author_locks[author_id]
-
-    async def _add_message(
-        self, room_id: int, author_id: int, body: str, nonce: str | None, reply_to: int | None,
-        mentions: tuple[str, ...] = (), attachments: tuple[int, ...] = (),
-    ) -> tuple[Message, bool]:
-        files: tuple[Upload, ...] = ()
-        async with self._conn() as conn:
-            if nonce is not None:  # a retry: answer without touching the room's lock
-                existing = await self._by_nonce(conn, author_id, nonce)
-                if existing is not None:
-                    return existing, False
-            try:
-                async with conn.transaction():
-                    room = await conn.fetchrow(
-                        "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1"
-                        " RETURNING slug, last_seq, (SELECT username FROM users WHERE id = $2),"
-                        " (SELECT bot FROM users WHERE id = $2) AS bot",
-                        room_id, author_id,
-                    )
-                    if room is None:
-                        raise StorageError(f"room {room_id} does not exist")
-                    # A concurrent duplicate (same author and nonce) makes this insert
-                    # nothing; rolling back returns the seq to the room. The message's
-                    # room event goes in the same statement (one round trip).
-                    row = await conn.fetchrow(
-                        "WITH m AS (INSERT INTO messages"
-                        " (room_id, seq, author_id, body, nonce, created_at, reply_to,"
-                        " mentions) VALUES ($1, $2, $3, $4, $5, clock_timestamp(), $6, $7)"
-                        " ON CONFLICT (author_id, nonce) WHERE nonce IS NOT NULL DO NOTHING"
-                        " RETURNING id, created_at),"
-                        " e AS (INSERT INTO room_events (room_id, seq, kind, message_id)"
-                        " SELECT $1, $2, 'message', id FROM m)"
-                        " SELECT id, created_at FROM m",
-                        room_id, room["last_seq"], author_id, body, nonce, reply_to,
-                        join_mentions(mentions),
-                    )
-                    if row is None:
-                        raise _DuplicateNonceError
-                    if attachments:  # refused: the message rolls back with them
-                        files = await uploads.attach(conn, row["id"], author_id, attachments)
-            except _DuplicateNonceError:
-                assert nonce is not None
-                existing = await self._by_nonce(conn, author_id, nonce)
-                if existing is None:
-                    raise StorageError("a duplicate nonce vanished") from None
-                return existing, False
-        message = Message(
-            row["id"], room["slug"], room["last_seq"], room["username"], body,
-            isoformat(row["created_at"]), nonce, reply_to=reply_to, mentions=mentions,
-            attachments=files, bot=bool(room["bot"]),
-        )
-        return message, True
-
-    async def _by_nonce(
-        self, conn: asyncpg.Connection, author_id: int, nonce: str
-    ) -> Message | None:
-        row = await conn.fetchrow(
-            f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM}"
-            " WHERE m.author_id = $1 AND m.nonce = $2",
-            author_id, nonce,
-        )
-        if row is None:
-            return None
-        return (await uploads.with_attachments(conn, [_message(row)]))[0]
+        # Group commit (postgres_writer): queued in the order they were made, so one
+        # author's pipelined sends commit in that order.
+        if self._writer is None:
+            raise StorageUnavailable("PostgreSQL is not connected")
+        return await self._writer.send(NewMessage(
+            room_id, author_id, body, nonce, reply_to, mentions, attachments))
 
     async def messages(
         self, room_id: int, *, before: int | None, after: int | None, limit: int
