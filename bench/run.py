@@ -32,8 +32,13 @@ from bench import search as search_bench
 from bench.config import CLIENT_KINDS, NODE_DIR, REPO, RESULTS, Config, log
 from bench.plot import write_plot
 from bench.report import machine, targets_table, write_markdown
+from bench.s4_postgres import s4pg
 from bench.scenarios import ALL_SCENARIOS, CHAT_ONLY, FANOUTS, LIMITS, s7
 from bench.targets import ALL_TARGETS, TARGET_CLASSES, Chatapp, Target
+
+# s4 on PostgreSQL (bench/s4_postgres.py) runs right after s4.
+ALL_SCENARIOS.insert(ALL_SCENARIOS.index("s4") + 1, "s4pg")
+CHAT_ONLY["s4pg"] = s4pg
 
 
 def ensure_node(notes: list[str]) -> bool:

@@ -245,9 +245,9 @@ async def s4(target: Chatapp, cfg: Config) -> dict:
         win = Window(srv, stats)
         await asyncio.sleep(cfg.warmup)
         stats.lat_from = time.monotonic_ns()
-        a = win.snap()
+        a, db_a = win.snap(), target.db_cpu()
         await asyncio.sleep(cfg.s4_duration)
-        b = win.snap()
+        b, db_b = win.snap(), target.db_cpu()
         stats.lat_to = time.monotonic_ns()
         await asyncio.gather(*tasks)
         await asyncio.sleep(1.0)
@@ -256,19 +256,20 @@ async def s4(target: Chatapp, cfg: Config) -> dict:
         lg.close_all(conns)
         await target.close_users()
         target.stop()
-        import sqlite3
-
-        con = sqlite3.connect(target.db_path)
-        rows = con.execute("SELECT count(*) FROM messages").fetchone()[0]
-        con.close()
+        rows = await target.count_messages()
+        # A database server's own CPU (PostgreSQL's backends; SQLite runs in chatapp).
+        db = None if db_a is None or db_b is None else db_b - db_a
         return {
             "senders": len(conns),
             "window_per_sender": 4,
             "acked_per_s": round(d["acks"] / d["t"]),
             "sent_per_s": round(d["sent"] / d["t"]),
             "server_cpu_util": round(d["srv"] / d["t"], 2),
+            "db_cpu_util": None if db is None else round(db / d["t"], 2),
+            "acked_per_server_cpu_s": round(d["acks"] / max(1e-9, d["srv"] + (db or 0.0))),
             "loadgen_cpu_util": round(d["lg"] / d["t"], 2),
-            "other_cpu_util": round(max(0.0, d["busy"] - d["srv"] - d["lg"]) / d["t"], 2),
+            "other_cpu_util": round(
+                max(0.0, d["busy"] - d["srv"] - (db or 0.0) - d["lg"]) / d["t"], 2),
             "acks_total": stats.acks,
             "sent_total": stats.sent,
             "rows_in_db": rows,

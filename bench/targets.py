@@ -213,6 +213,20 @@ class Chatapp(Target):
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
 
+    async def count_messages(self) -> int:
+        """Rows in ``messages`` (s4 checks them against the acks), server stopped."""
+        import sqlite3
+
+        con = sqlite3.connect(self.db_path)
+        try:
+            return con.execute("SELECT count(*) FROM messages").fetchone()[0]
+        finally:
+            con.close()
+
+    def db_cpu(self) -> float | None:
+        """CPU seconds of a database server apart from chatapp (None: SQLite, inside)."""
+        return None
+
     async def metrics(self) -> dict:
         """Counters from GET /metrics (SPEC §8) for cross-checking; {} when absent."""
         try:
