@@ -1,6 +1,6 @@
 """Drive chatapp over its public contract (SPEC §3, §5): register, log in, create rooms,
-read history; seed a large history straight into a fresh SQLite file (s5), and many
-users with sessions through chatapp's storage interface (s2u, s3u)."""
+read history; seed a large history (s5) and many users with sessions (s2u, s3u)
+through chatapp's storage interface."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import asyncio
 import datetime as dt
 import html
 import re
-import sqlite3
 import time
 from pathlib import Path
 
@@ -115,80 +114,42 @@ async def register_users(base: str, names: list[str], concurrency: int = 4) -> l
 
 
 # --------------------------------------------------------------------------
-# s5: seed a big history straight into SQLite (server stopped), schema read from the DB.
-def seed_sqlite(
-    db: Path, rooms: dict[str, int], author: str, readers: dict[str, str] | None = None
+# s5: seed a big history through chatapp's storage interface (server stopped).
+async def seed_history(
+    db: Path, rooms: dict[str, int], author: str, readers: dict[str, str] | None = None,
+    batch: int = 50_000,
 ) -> dict[str, tuple[int, int]]:
-    """Insert `count` messages into each room slug (created as public rooms with `author` as
-    member when missing). The insert trigger that bumps rooms.last_seq per row is dropped
-    for the bulk load, last_seq set once, and the trigger restored from its own SQL.
-    ``readers`` {slug: username} makes that user a member who has read nothing there.
-    Returns {slug: (first_id, last_id)}."""
-    con = sqlite3.connect(db)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=OFF")
-    cur = con.cursor()
-    uid = cur.execute("SELECT id FROM users WHERE username_key=?", (author.lower(),)).fetchone()
-    if uid is None:
-        uid = cur.execute("SELECT id FROM users WHERE username=?", (author,)).fetchone()
-    uid = uid[0]
-    triggers = cur.execute(
-        "SELECT name, sql FROM sqlite_master WHERE type='trigger' AND tbl_name='messages'"
-    ).fetchall()
-    for name, _ in triggers:
-        cur.execute(f'DROP TRIGGER "{name}"')
-    out = {}
-    base_time = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-    for slug, count in rooms.items():
-        row = cur.execute("SELECT id, last_seq FROM rooms WHERE slug=?", (slug,)).fetchone()
-        now = base_time.isoformat().replace("+00:00", "Z")
-        if row is None:
-            cur.execute(
-                "INSERT INTO rooms (slug, name, kind, created_by, created_at)"
-                " VALUES (?, ?, 'public', ?, ?)",
-                (slug, slug, uid, now),
-            )
-            rid, last = cur.lastrowid, 0
-            cur.execute(
-                "INSERT INTO memberships (user_id, room_id, last_read_seq, joined_at)"
-                " VALUES (?, ?, 0, ?)",
-                (uid, rid, now),
-            )
-        else:
-            rid, last = row
-        first_id = None
-        batch = 50_000
-        for start in range(0, count, batch):
-            n = min(batch, count - start)
-            rows = []
-            for i in range(start, start + n):
-                ts = (base_time + dt.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-                rows.append((rid, last + i + 1, uid, f"history message {i} " + "x" * 60, ts))
-            cur.executemany(
-                "INSERT INTO messages (room_id, seq, author_id, body, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                rows,
-            )
-            if first_id is None:
-                first_id = cur.execute(
-                    "SELECT min(id) FROM messages WHERE room_id=? AND seq>?", (rid, last)
-                ).fetchone()[0]
-        cur.execute("UPDATE rooms SET last_seq=? WHERE id=?", (last + count, rid))
-        reader = (readers or {}).get(slug)
-        if reader is not None:
-            cur.execute(
-                "INSERT OR IGNORE INTO memberships (user_id, room_id, last_read_seq, joined_at)"
-                " SELECT id, ?, 0, ? FROM users WHERE username = ?",
-                (rid, now, reader),
-            )
-        last_id = cur.execute("SELECT max(id) FROM messages WHERE room_id=?", (rid,)).fetchone()[0]
-        out[slug] = (first_id, last_id)
-    for _, sql in triggers:
-        cur.execute(sql)
-    con.commit()
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    con.execute("ANALYZE")
-    con.close()
+    """Add `count` messages to each room slug (created as a public room by `author` when
+    missing) with ``Storage.import_messages``, `batch` at a time: the messages, their
+    room events and the search index, as sends would leave them. ``readers``
+    {slug: username} makes that user a member who has read nothing there.
+    Returns {slug: (first_id, last_id)} of the new messages."""
+    from chatapp.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{db}")
+    await storage.connect()
+    out: dict[str, tuple[int, int]] = {}
+    try:
+        user = await storage.user_by_name(author)
+        if user is None:
+            raise RuntimeError(f"no user {author!r} to author the history")
+        base_time = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+        for slug, count in rooms.items():
+            room = await storage.room(slug) or await storage.create_room(
+                slug, slug, "public", user.id)
+            reader = await storage.user_by_name((readers or {}).get(slug) or author)
+            if reader is not None and reader.id != user.id:
+                await storage.join(reader.id, room.id)  # before the import: all unread
+            first_id = last_id = 0
+            for start in range(0, count, batch):
+                rows = [(user.id, f"history message {i} " + "x" * 60,
+                         base_time + dt.timedelta(seconds=i))
+                        for i in range(start, min(count, start + batch))]
+                first, last_id = await storage.import_messages(room.id, rows)
+                first_id = first_id or first
+            out[slug] = (first_id, last_id)
+    finally:
+        await storage.close()
     return out
 
 
