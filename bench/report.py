@@ -144,6 +144,16 @@ def targets_table(res: dict) -> list[tuple[str, str, str, str]]:
             verdict(None if a4 is None else a4 >= 5000),
         )
     )
+    a4pg = get("s4pg", "chatapp", "acked_per_s")
+    if a4pg is not None or "s4pg" in res:
+        rows.append(
+            (
+                "s4",
+                "s4 on PostgreSQL ≥ 5,000 acked msgs/s",
+                _f(a4pg),
+                verdict(None if a4pg is None else a4pg >= 5000),
+            )
+        )
     s5 = get("s5", "chatapp") or {}
     if "hist-small" in s5 and "hist-big" in s5:
         nb, ns = s5["hist-big"]["messages"], s5["hist-small"]["messages"]
@@ -285,8 +295,10 @@ def write_markdown(res: dict, path: Path) -> None:
                     f"| {_f(r['rss_after_mb'])} | {_f(r['kb_per_conn'])} "
                     f"| {negotiated or '–'} |"
                 )
-    for name4, r4 in res.get("s4", {}).items():
-        lines.extend(["", f"## s4 write path ({name4})", ""])
+    s4s = [(name4, r4, "") for name4, r4 in res.get("s4", {}).items()]
+    s4s += [(name4, r4, ", PostgreSQL") for name4, r4 in res.get("s4pg", {}).items()]
+    for name4, r4, engine in s4s:
+        lines.extend(["", f"## s4 write path ({name4}{engine})", ""])
         if "error" in r4:
             lines.append(f"error: {r4['error']}")
         else:
@@ -296,7 +308,12 @@ def write_markdown(res: dict, path: Path) -> None:
                 f"{r4['window_per_sender']} unacknowledged sends each: "
                 f"**{_f(r4['acked_per_s'])} acked msgs/s**, ack latency p50 "
                 f"{_f(la['p50'], 2)} ms / p99 {_f(la['p99'], 2)} ms, server CPU "
-                f"{_f(r4['server_cpu_util'], 2)} cores, loadgen "
+                f"{_f(r4['server_cpu_util'], 2)} cores"
+                + (f" + PostgreSQL backends {_f(r4['db_cpu_util'], 2)} cores"
+                   if r4.get("db_cpu_util") is not None else "")
+                + (f" ({_f(r4['acked_per_server_cpu_s'])} acked msgs per server CPU-s)"
+                   if r4.get("acked_per_server_cpu_s") is not None else "")
+                + ", loadgen "
                 f"{_f(r4['loadgen_cpu_util'], 2)} cores, other load "
                 f"{_f(r4.get('other_cpu_util'), 2)} cores; {_f(r4['acks_total'])} acks vs "
                 f"{_f(r4['rows_in_db'])} rows in the DB after stop."

@@ -17,7 +17,7 @@ import aiohttp
 
 from bench import loadgen as lg
 from bench import procs
-from bench.chatapp_driver import User, seed_sqlite
+from bench.chatapp_driver import User, seed_history
 from bench.config import RAW, Config, log
 from bench.targets import Chatapp, Target
 
@@ -305,7 +305,7 @@ async def s5(target: Chatapp, cfg: Config) -> dict:
         await target.close_users()
         target.stop()
     t0 = time.perf_counter()
-    ranges = seed_sqlite(Path(target.db_path), cfg.s5_sizes, author, readers)
+    ranges = await seed_history(Path(target.db_path), cfg.s5_sizes, author, readers)
     seed_s = time.perf_counter() - t0
     log(f"  s5 seeded {cfg.s5_sizes} in {seed_s:.1f}s")
     target.start(fresh=False)
