@@ -12,6 +12,7 @@ import pytest
 
 from chatapp.search import parse as parse_search
 from chatapp.storage import GENERAL_ROOM, Storage, open_storage
+from chatapp.storage.migrations import split_sql
 from chatapp.storage.postgres import split_url
 from chatapp.storage.postgres_schema import MIGRATIONS as PG_MIGRATIONS
 from chatapp.storage.sqlite_schema import MIGRATIONS as SQLITE_MIGRATIONS
@@ -118,3 +119,126 @@ async def test_postgres_database_from_before_room_events_upgrades() -> None:
             assert await storage.epoch() == "old"
         finally:
             await storage.close()
+
+
+# Migration 10 (search plans, issue #15): SQLite rebuilds its FTS index with a
+# 4-character prefix index too, PostgreSQL adds messages(author_id, id) for ``from:``.
+SEARCHABLE = ["deploy the hotfix", "hello world", "help wanted", "hello again"]
+
+
+async def check_search_after_10(storage: Storage) -> None:
+    bob = await storage.user_by_name("bob")
+    alice = await storage.user_by_name("alice")
+    assert bob is not None and alice is not None
+    found = await storage.search(bob.id, parse_search("hell"), before=None, limit=10)
+    assert [m.body for m in found.messages] == ["hello again", "hello world"]
+    found = await storage.search(bob.id, parse_search("hel from:alice"), before=None,
+                                 limit=10)
+    assert [m.body for m in found.messages] == ["help wanted"]
+    found = await storage.search(bob.id, parse_search('"the hotfix"'), before=None, limit=10)
+    assert [m.body for m in found.messages] == ["deploy the hotfix"]
+    # The index goes on following sends and deletes.
+    general = await storage.room(GENERAL_ROOM)
+    assert general is not None
+    message, _ = await storage.add_message(general.id, alice.id, "hellish week", "n-10")
+    found = await storage.search(bob.id, parse_search("hell"), before=None, limit=10)
+    assert [m.body for m in found.messages] == ["hellish week", "hello again", "hello world"]
+    await storage.delete_message(message.id)
+    found = await storage.search(bob.id, parse_search("hell"), before=None, limit=10)
+    assert [m.body for m in found.messages] == ["hello again", "hello world"]
+
+
+async def test_sqlite_search_index_gets_its_4_letter_prefixes(tmp_path: Path) -> None:
+    path = tmp_path / "v9.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for script in SQLITE_MIGRATIONS[:9]:
+            for statement in split_sql(script):
+                conn.execute(statement)
+        conn.execute("INSERT INTO meta (key, value) VALUES ('epoch', 'old')")
+        conn.execute("INSERT INTO rooms (slug, name, kind, created_at)"
+                     " VALUES ('general', 'general', 'public', '2026-01-01T00:00:00Z')")
+        for name in ("alice", "bob"):
+            conn.execute("INSERT INTO users (username, username_key, password_hash,"
+                         " is_admin, created_at) VALUES (?, ?, 'h', 0, '2026-01-01')",
+                         (name, name))
+            conn.execute("INSERT INTO memberships (user_id, room_id, joined_at)"
+                         " SELECT id, 1, '2026-01-01' FROM users WHERE username = ?", (name,))
+        for seq, body in enumerate(SEARCHABLE, start=1):  # alice, bob, alice, bob
+            conn.execute("INSERT INTO messages (room_id, seq, author_id, body, created_at)"
+                         " VALUES (1, ?, ?, ?, '2026-01-01')", (seq, 2 - seq % 2, body))
+        conn.execute("UPDATE rooms SET last_seq = 4")
+        conn.execute("PRAGMA user_version = 9")
+        (old,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'messages_fts'"
+                              ).fetchone()
+        assert "prefix='2 3'" in old
+    finally:
+        conn.close()
+    storage = open_storage(f"sqlite:///{path}")
+    await storage.connect()
+    try:
+        await check_search_after_10(storage)
+    finally:
+        await storage.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (len(SQLITE_MIGRATIONS),)
+        (new,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'messages_fts'"
+                              ).fetchone()
+        assert "prefix='2 3 4'" in new
+        triggers = {row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+            " AND name LIKE 'messages_fts%'")}
+        assert triggers == {"messages_fts_insert", "messages_fts_update",
+                            "messages_fts_delete"}
+        # The rebuilt index holds every live message (FTS5's own consistency check).
+        conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')")
+
+
+@pytest.mark.postgres
+async def test_postgres_gets_the_author_index_for_from_searches() -> None:
+    reason = pg.unavailable_reason()
+    if reason is not None:
+        need_service("PostgreSQL", reason)
+    with pg.throwaway_schema() as url:
+        dsn, schema = split_url(url)
+        conn = await asyncpg.connect(dsn, server_settings={"search_path": schema or ""})
+        try:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            await conn.execute("CREATE TABLE schema_version (version int NOT NULL)")
+            for script in PG_MIGRATIONS[:9]:
+                await conn.execute(script)
+            await conn.execute("""
+                INSERT INTO schema_version SELECT generate_series(1, 9);
+                INSERT INTO meta VALUES ('epoch', 'old');
+                INSERT INTO users (username, username_key, password_hash, is_admin, created_at)
+                    VALUES ('alice', 'alice', 'h', true, now()), ('bob', 'bob', 'h', false, now());
+                INSERT INTO rooms (slug, name, kind, last_seq, created_at)
+                    VALUES ('general', 'general', 'public', 4, now());
+                INSERT INTO memberships (user_id, room_id, last_read_seq, joined_at)
+                    VALUES (1, 1, 0, now()), (2, 1, 0, now());
+            """)
+            for seq, body in enumerate(SEARCHABLE, start=1):
+                await conn.execute(
+                    "INSERT INTO messages (room_id, seq, author_id, body, created_at)"
+                    " VALUES (1, $1, $2, $3, now())", seq, 2 - seq % 2, body)
+            assert await conn.fetchval(
+                "SELECT count(*) FROM pg_indexes WHERE schemaname = $1"
+                " AND indexname = 'messages_author'", schema) == 0
+        finally:
+            await conn.close()
+        storage = open_storage(url)
+        await storage.connect()
+        try:
+            await check_search_after_10(storage)
+        finally:
+            await storage.close()
+        conn = await asyncpg.connect(dsn, server_settings={"search_path": schema or ""})
+        try:
+            definition = await conn.fetchval(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = $1"
+                " AND indexname = 'messages_author'", schema)
+            assert definition is not None and "(author_id, id)" in definition
+            assert await conn.fetchval("SELECT max(version) FROM schema_version") == len(
+                PG_MIGRATIONS)
+        finally:
+            await conn.close()

@@ -222,4 +222,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX webhooks_room ON webhooks(room_id);
     """,
+    # 10: ``from:`` searches: a message's author and id, so the GIN index's matches
+    # are ANDed with one author's messages in a bitmap instead of walking the id
+    # index back and reading every match of the word until enough are that
+    # author's (a middling word from one of 40 authors: 300 ms -> 10 ms at 1M).
+    # SQLite needs none: its FTS index drives the search in id order and checks the
+    # author by rowid.
+    """
+    CREATE INDEX messages_author ON messages(author_id, id);
+    """,
 ]

@@ -221,4 +221,20 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX webhooks_room ON webhooks(room_id);
     """,
+    # 10: search by 4-letter prefixes from the index. Every word typed matches as a
+    # prefix; FTS5 answers a prefix longer than its prefix indexes by merging the
+    # doclists of every term that starts with it, in full, before the first row
+    # (~60 ms for a word in most of a million messages, however few rows a page
+    # wants). With a 4-character prefix index too, a word of up to 4 letters is one
+    # doclist read newest first, like any other term (s8: p99 90 -> 35 ms; index
+    # +14%, insert cost within noise). The triggers name the table and stay; the
+    # index is rebuilt from the live messages.
+    """
+    DROP TABLE messages_fts;
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        body, content='messages', content_rowid='id',
+        tokenize='unicode61 remove_diacritics 2', prefix='2 3 4'
+    );
+    INSERT INTO messages_fts (rowid, body) SELECT id, body FROM messages WHERE NOT deleted;
+    """,
 ]
