@@ -30,8 +30,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from . import Message, StorageError, StorageUnavailable, Upload
+from . import Message, StorageError, StorageUnavailable, Upload, batches
 from . import postgres_uploads as uploads
+from .batches import Outcome
 from .models import isoformat, join_mentions
 from .postgres_events import message_from_row
 from .queries import MESSAGE_COLUMNS, MESSAGE_FROM
@@ -72,7 +73,6 @@ STORED = (
     f"SELECT {MESSAGE_COLUMNS}, m.author_id FROM {MESSAGE_FROM} WHERE m.id = ANY($1::bigint[])"
 )
 
-Outcome = tuple[Message, bool] | BaseException
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,33 +236,10 @@ class PostgresWriter:
                     stored_ids.append(key)
             stored = await self._stored(conn, stored_ids)
             last_seq = {room_id: seq for room_id, (_, seq) in rooms.items()}
-            first_of: dict[tuple[int, str], int] = {}
-            fresh: list[tuple[int, int]] = []  # (index in batch, seq)
-            for index in todo:
-                new = batch[index]
-                if new.room_id not in rooms:
-                    outcomes[index] = StorageError(f"room {new.room_id} does not exist")
-                    continue
-                if new.author_id not in authors:
-                    outcomes[index] = StorageError(f"user {new.author_id} does not exist")
-                    continue
-                if new.nonce is not None:
-                    key = (new.author_id, new.nonce)
-                    if key in stored:
-                        outcomes[index] = (stored[key], False)
-                        continue
-                    if key in first_of:  # the same nonce twice in one batch: one message
-                        continue
-                    first_of[key] = index
-                last_seq[new.room_id] += 1
-                fresh.append((index, last_seq[new.room_id]))
+            fresh, first_of = batches.plan(batch, todo, last_seq, authors, stored, outcomes)
             if fresh:
                 await self._insert(conn, batch, fresh, last_seq, rooms, authors, outcomes)
-        for index in todo:
-            new = batch[index]
-            if outcomes[index] is None and new.nonce is not None:
-                first = outcomes[first_of[(new.author_id, new.nonce)]]
-                outcomes[index] = (first[0], False) if isinstance(first, tuple) else first
+        batches.answer_repeats(batch, todo, first_of, outcomes)
         assert all(outcome is not None for outcome in outcomes)
         return outcomes  # type: ignore[return-value]
 

@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from . import Message, MessageGone, Reaction, RoomEvent, StorageError, TooManyReactions
+from . import Message, MessageGone, Reaction, RoomEvent, TooManyReactions, batches
+from .batches import Outcome
 from .models import MESSAGE_DELETED, MESSAGE_EDITED, REACTION, join_mentions, split_mentions
 from .queries import MESSAGE, MESSAGE_COLUMNS, MESSAGE_FROM
 
@@ -62,9 +63,6 @@ class NewMessage:
     mentions: tuple[str, ...] = ()
 
 
-Outcome = tuple[Message, bool] | BaseException
-
-
 def insert_messages(conn: sqlite3.Connection, batch: list[NewMessage]) -> list[Outcome]:
     """Store a batch in order; each gets (message, created) or its own error."""
     room_ids = sorted({m.room_id for m in batch})
@@ -88,22 +86,8 @@ def insert_messages(conn: sqlite3.Connection, batch: list[NewMessage]) -> list[O
 
     stored = _stored_nonces(conn, batch)
     outcomes: list[Outcome | None] = [None] * len(batch)
-    first_of: dict[tuple[int, str], int] = {}
-    fresh: list[tuple[int, int]] = []  # (index in batch, seq)
-    for index, new in enumerate(batch):
-        if new.room_id not in slugs or new.author_id not in usernames:
-            outcomes[index] = StorageError(f"room {new.room_id} or user {new.author_id} is gone")
-            continue
-        if new.nonce is not None:
-            key = (new.author_id, new.nonce)
-            if key in stored:
-                outcomes[index] = (stored[key], False)
-                continue
-            if key in first_of:  # the same nonce twice in one batch: one message
-                continue
-            first_of[key] = index
-        last_seq[new.room_id] += 1
-        fresh.append((index, last_seq[new.room_id]))
+    everyone = list(range(len(batch)))
+    fresh, first_of = batches.plan(batch, everyone, last_seq, usernames, stored, outcomes)
 
     if fresh:
         values = ",".join("(?,?,?,?,?,?,?,?)" for _ in fresh)
@@ -141,11 +125,7 @@ def insert_messages(conn: sqlite3.Connection, batch: list[NewMessage]) -> list[O
                               bot=new.author_id in bots)
             outcomes[index] = (message, True)
 
-    for index, new in enumerate(batch):
-        if outcomes[index] is None and new.nonce is not None:
-            first = outcomes[first_of[(new.author_id, new.nonce)]]
-            assert isinstance(first, tuple)
-            outcomes[index] = (first[0], False)
+    batches.answer_repeats(batch, everyone, first_of, outcomes)
     assert all(outcome is not None for outcome in outcomes)
     return outcomes  # type: ignore[return-value]
 
