@@ -16,6 +16,7 @@ from .broker.hub import Hub
 from .emoji import is_reaction
 from .events import (
     ROOM_PREFIX,
+    Event,
     encode,
     message_event,
     message_json,
@@ -148,7 +149,7 @@ class SyncResult:
     last_seq: int
     recovered: bool
 
-    def encode(self, ref: str | None = None) -> str:
+    def encode(self, ref: str | None = None) -> Event:
         fields: dict[str, Any] = {
             "room": self.room,
             "events": [event.to_json() for event in self.events],
@@ -343,7 +344,7 @@ class Chat:
         current = await self.storage.room(room.slug)
         return SyncResult(room.slug, [], current.last_seq if current else 0, True)
 
-    async def _publish(self, channel: str, payload: str) -> None:
+    async def _publish(self, channel: str, event: Event) -> None:
         """Publish after the commit; a broker outage must not undo what was stored.
 
         Room events are replayed from storage when the broker is back (``catch_up``);
@@ -351,7 +352,7 @@ class Chat:
         stale indicator at worst.
         """
         try:
-            await self.hub.publish(channel, payload)
+            await self.hub.publish(channel, event)
         except BrokerError as error:
             log.warning("could not publish on %s: %s", channel, error)
 

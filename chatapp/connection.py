@@ -11,19 +11,20 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from . import jsonin
-from .broker.hub import Outbox
 from .chat import ChatError, is_text
 from .config import Rate
 from .events import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_TOO_BIG,
     CLOSE_UNSUPPORTED,
+    Event,
     ack_event,
     done_event,
     encode,
     room_channel,
 )
 from .limits import RateLimitError
+from .sendqueue import SendQueue
 from .services import Services
 from .storage import Message, Room, RoomEvent, RoomSummary, StorageUnavailable, User
 
@@ -45,15 +46,15 @@ class FrameError(Exception):
 
 
 class Connection:
-    """The server side of one tab: its user, outbox and limits."""
+    """The server side of one tab: its user, send queue and limits."""
 
     def __init__(self, services: Services, user: User, send_rate: Rate) -> None:
         self.id = secrets.token_hex(6)
         self.services = services
         self.user = user
         self.send_rate = send_rate  # per user, across all their connections
-        self.outbox = Outbox(on_control=self.on_control)
-        self.outbox.own_typing_suffix = f',"user":{json.dumps(user.username)}}}'
+        self.queue = SendQueue(on_control=self.on_control)
+        self.queue.own_typing_suffix = f',"user":{json.dumps(user.username)}}}'
         # The rooms this user belongs to, kept current by _join/_leave control events,
         # so the hot path (send, typing, read) needs no database read to authorize.
         self.rooms: dict[str, Room] = {}
@@ -75,7 +76,7 @@ class Connection:
     async def receive(self, data: str | bytes) -> None:
         self.last_frame_at = time.monotonic()  # the event loop's clock
         if isinstance(data, bytes):
-            self.outbox.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
+            self.queue.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
             return
         # A character is 1-4 bytes of UTF-8: only a long non-ASCII frame needs encoding.
         if len(data) > MAX_FRAME_BYTES or (
@@ -83,7 +84,7 @@ class Connection:
             and not data.isascii()
             and len(data.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES
         ):
-            self.outbox.close(CLOSE_TOO_BIG, "frames are limited to 64 KiB")
+            self.queue.close(CLOSE_TOO_BIG, "frames are limited to 64 KiB")
             return
         frame: Any = None
         try:
@@ -138,7 +139,7 @@ class Connection:
             self.unavailable(error, frame)
         except Exception:
             log.exception("send on conn=%s crashed", self.id)
-            self.outbox.close(CLOSE_INTERNAL_ERROR, "internal error")
+            self.queue.close(CLOSE_INTERNAL_ERROR, "internal error")
 
     def cancel_pending(self) -> None:
         """Stop waiting for acks (the messages still land; a resend is idempotent)."""
@@ -168,25 +169,25 @@ class Connection:
             fields["ref"] = ref
         self.push(encode(event_type, **fields))
 
-    def push(self, payload: str) -> None:
+    def push(self, event: Event) -> None:
         """Send an event to this connection alone."""
-        if self.outbox.push(payload):
-            self.services.hub.count_written(1)
+        if self.queue.push(event):
+            self.services.hub.pacer.count_written(1)
 
     # control events from the broker (never forwarded to the client as they are)
-    def on_control(self, payload: str) -> None:
-        event = json.loads(payload)
-        kind = event["type"]
+    def on_control(self, control: Event) -> None:
+        kind = control.kind
+        event = json.loads(control)
         hub = self.services.hub
         if kind == "_close":
-            self.outbox.close(int(event["code"]), str(event.get("reason", "")))
+            self.queue.close(int(event["code"]), str(event.get("reason", "")))
         elif kind == "_join":
             slug = event["room"]
             self.rooms[slug] = Room(event["id"], slug, event["name"], event["kind"], 0)
-            hub.spawn(hub.add(self.outbox, room_channel(slug)), name="ws-join")
+            hub.spawn(hub.add(self.queue, room_channel(slug)), name="ws-join")
         elif kind == "_leave":
             self.rooms.pop(event["room"], None)
-            hub.spawn(hub.remove(self.outbox, room_channel(event["room"])), name="ws-leave")
+            hub.spawn(hub.remove(self.queue, room_channel(event["room"])), name="ws-leave")
         elif kind == "_read" and event.get("origin") != self.id:
             self.push(encode("read", room=event["room"], seq=event["seq"],
                              unread=event.get("unread"), mentions=event.get("mentions")))

@@ -40,7 +40,7 @@ class IdleSweeper:
         now = time.monotonic()
         for conn in list(self._connections):
             if now - conn.last_frame_at >= self.timeout and (
-                now - getattr(conn.outbox.wire, "heard_at", 0.0) >= self.timeout
+                now - getattr(conn.queue.wire, "heard_at", 0.0) >= self.timeout
             ):
-                conn.outbox.close(CLOSE_GOING_AWAY, "no frame within the idle timeout")
+                conn.queue.close(CLOSE_GOING_AWAY, "no frame within the idle timeout")
         self._timer = asyncio.get_running_loop().call_later(self._period, self._sweep)

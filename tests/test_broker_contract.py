@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from chatapp.broker import BrokerError, Transport, open_transport
-from chatapp.broker.hub import Hub, Outbox
-from chatapp.events import PRESENCE_CHANNEL, presence_event
+from chatapp.broker.hub import Hub
+from chatapp.events import PRESENCE_CHANNEL, Event, encode, presence_event
 from chatapp.presence import Presence
+from chatapp.sendqueue import SendQueue
 
 from .conftest import need_service, port_open
 
@@ -365,18 +366,19 @@ async def test_redis_restart_resubscribes_and_catches_up(private_redis: PrivateR
 
     hub.catch_up = catch_up
     await hub.start()
-    outbox = Outbox()
+    outbox = SendQueue()
     try:
         async with hub.subscription(outbox, ["room:a", PRESENCE_CHANNEL]):
             await transport.presence_add("gina")
-            await hub.publish("room:a", '{"type":"message","room":"a","seq":4,"message":{}}')
+            message = '{"type":"message","room":"a","seq":4,"message":{}}'
+            await hub.publish("room:a", Event("message", message, 4))
             await eventually(lambda: len(outbox) == 1, what="first message")
 
             await private_redis.stop()
             with pytest.raises(BrokerError):
                 await transport.ping()
             with pytest.raises(BrokerError):
-                await hub.publish("room:a", "while down")
+                await hub.publish("room:a", Event("message", "{}", 5))
             await hub.add(outbox, "room:b")  # recorded, applied on reconnect
             await hub.remove(outbox, "room:b")
             await hub.add(outbox, "room:c")
@@ -385,7 +387,7 @@ async def test_redis_restart_resubscribes_and_catches_up(private_redis: PrivateR
             await eventually(lambda: caught_up, within=5, what="catch-up after restart")
             assert caught_up == [{"room:a": 4, "room:c": 0}]
             await transport.ping()
-            typing = '{"type":"typing","room":"c","user":"x"}'
+            typing = encode("typing", room="c", user="x")
             await hub.publish("room:c", typing)
             await eventually(lambda: typing in outbox._items, what="delivery after restart")
             # The heartbeat told the new Redis about gina (it may announce her again
@@ -429,9 +431,9 @@ async def hub(connect: Factory) -> AsyncIterator[Hub]:
     yield hub
 
 
-def assert_clean(hub: Hub, outbox: Outbox) -> None:
+def assert_clean(hub: Hub, outbox: SendQueue) -> None:
     assert hub.channel_count == 0
-    assert hub.outboxes() == set()
+    assert hub.queues() == set()
     assert outbox.channels == set()
     assert hub.delivered_seq == {}
     assert hub.transport.subscribed_channels == frozenset()  # type: ignore[attr-defined]
@@ -441,7 +443,7 @@ CHANNELS = ["room:general", "user:1", "session:abc", PRESENCE_CHANNEL]
 
 
 async def test_subscription_cleans_up_when_body_raises(hub: Hub) -> None:
-    outbox = Outbox()
+    outbox = SendQueue()
     with pytest.raises(RuntimeError):
         async with hub.subscription(outbox, CHANNELS):
             assert hub.channel_count == len(CHANNELS)
@@ -450,7 +452,7 @@ async def test_subscription_cleans_up_when_body_raises(hub: Hub) -> None:
 
 
 async def test_subscription_cleans_up_when_cancelled(hub: Hub) -> None:
-    outbox = Outbox()
+    outbox = SendQueue()
     entered = asyncio.Event()
 
     async def handler() -> None:
@@ -467,10 +469,10 @@ async def test_subscription_cleans_up_when_cancelled(hub: Hub) -> None:
 
 
 async def test_subscription_delivers_until_exit(hub: Hub) -> None:
-    first, second = Outbox(), Outbox()
+    first, second = SendQueue(), SendQueue()
     async with hub.subscription(first, ["room:a"]):
         async with hub.subscription(second, ["room:a"]):
-            await hub.publish("room:a", '{"type":"typing","room":"a","user":"x"}')
+            await hub.publish("room:a", encode("typing", room="a", user="x"))
             await eventually(lambda: len(first) == 1 and len(second) == 1, what="fan-out")
         assert hub.local_subscribers("room:a") == 1
     assert_clean(hub, first)
@@ -480,7 +482,7 @@ async def test_many_connections_leave_nothing_behind(hub: Hub, kind: str) -> Non
     presence = Presence(hub, grace_seconds=0)
     cycles = 10_000 if kind == "memory" else 300
     for n in range(cycles):
-        outbox = Outbox()
+        outbox = SendQueue()
         async with hub.subscription(outbox, ["room:general", f"user:{n % 7}", PRESENCE_CHANNEL]):
             await presence.connected(f"user{n % 13}")
             await presence.disconnected(f"user{n % 13}")

@@ -6,7 +6,8 @@ import asyncio
 import json
 import time
 
-from chatapp.broker.hub import FlushPacer, Outbox
+from chatapp.events import Event
+from chatapp.sendqueue import FlushPacer, SendQueue
 
 
 def looks_busy(pacer: FlushPacer) -> None:
@@ -27,15 +28,15 @@ async def test_busy_process_coalesces_events_on_the_tick() -> None:
     pacer = FlushPacer(window=0.01, tick=0.05)
     looks_busy(pacer)
     await asyncio.sleep(0.02)  # the window is over: the next look measures it
-    outbox = Outbox()
-    outbox.push(json.dumps({"type": "message", "seq": 1}))
+    queue = SendQueue()
+    queue.push(Event("message", json.dumps({"type": "message", "seq": 1}), 1))
 
     async def late_pushes() -> None:
         await asyncio.sleep(0.01)
-        outbox.push(json.dumps({"type": "message", "seq": 2}))
+        queue.push(Event("message", json.dumps({"type": "message", "seq": 2}), 2))
 
     pusher = asyncio.create_task(late_pushes())
-    frame = await outbox.next_frame(pacer.pace)
+    frame = await queue.next_frame(pacer.pace)
     await pusher
     assert frame is not None
     assert [event["seq"] for event in json.loads(frame)] == [1, 2]
@@ -45,7 +46,7 @@ async def test_a_high_delivery_rate_counts_as_busy_even_with_cpu_to_spare() -> N
     pacer = FlushPacer(window=0.01, busy_rate=1000)
     await asyncio.sleep(0.02)
     assert not pacer.busy
-    pacer.deliveries = 100  # 100 in ~10 ms: 10,000 per second
+    pacer.deliveries = 100  # over busy_rate (1,000/s) unless the window took 100 ms
     await asyncio.sleep(0.01)
     assert pacer.busy
     await asyncio.sleep(0.02)  # a quiet window after it

@@ -241,9 +241,10 @@ async def test_catch_up_after_a_reconnect_retries_from_the_same_seqs(
     """Redis came back but the database is away: the catch-up is retried, from the
     seqs of the reconnect, not from what live events delivered since."""
     from chatapp.broker import hub as hub_module
-    from chatapp.broker.hub import Hub, Outbox
+    from chatapp.broker.hub import Hub
     from chatapp.broker.memory import MemoryTransport
     from chatapp.events import room_channel
+    from chatapp.sendqueue import SendQueue
 
     monkeypatch.setattr(hub_module, "CATCH_UP_RETRY", 0.01)
     hub = Hub(MemoryTransport())
@@ -258,7 +259,7 @@ async def test_catch_up_after_a_reconnect_retries_from_the_same_seqs(
 
     hub.catch_up = catch_up
     try:
-        await hub.add(Outbox(), channel)
+        await hub.add(SendQueue(), channel)
         hub.note_seq(channel, 10)
         await hub._reconnected()
         hub.note_seq(channel, 16)  # a live event after the reconnect

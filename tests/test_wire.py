@@ -208,15 +208,16 @@ def test_the_domain_and_the_seam_import_no_server_internals() -> None:
 async def test_coalesced_frames_stay_within_what_clients_accept() -> None:
     """Many large queued events leave in several frames of at most FRAME_CHARS (the
     websockets client refuses frames over 1 MiB by default), in order."""
-    from chatapp.broker.hub import FRAME_CHARS, Outbox
+    from chatapp.events import Event
+    from chatapp.sendqueue import FRAME_CHARS, SendQueue
 
-    outbox = Outbox()
-    events = [json.dumps({"type": "message", "seq": n, "body": "x" * 4000}) for n in range(1, 301)]
-    for event in events:
-        outbox.push(event)
+    queue = SendQueue()
+    for n in range(1, 301):
+        text = json.dumps({"type": "message", "seq": n, "body": "x" * 4000})
+        queue.push(Event("message", text, n))
     seqs: list[int] = []
-    while len(outbox):
-        frame = await outbox.next_frame()
+    while len(queue):
+        frame = await queue.next_frame()
         assert frame is not None and len(frame) <= FRAME_CHARS + 2
         seqs += [event["seq"] for event in events_of(frame)]
     assert seqs == list(range(1, 301))

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from chatapp.broker.hub import Outbox
-from chatapp.events import encode, room_channel, room_event, room_event_seq
+from chatapp.events import Event, encode, room_channel, room_event
+from chatapp.sendqueue import SendQueue
 from chatapp.storage import RoomEvent
 
 from .hashing import cheap_passwords
@@ -372,12 +372,20 @@ async def test_an_offline_client_syncs_to_the_same_room(auth):
 # the hub and the catch-up, for every kind --------------------------------------------
 
 @pytest.mark.parametrize("kind", sorted(ROOM_KINDS))
-def test_room_event_seq_reads_any_kind_and_nothing_else(kind):
-    event = RoomEvent(kind, GENERAL, 41, {"id": 7, "message": {"seq": 3, "room": GENERAL}})
-    assert room_event_seq(room_event(event)) == 41
-    assert json.loads(room_event(event)) == event.to_json()
-    assert room_event_seq(encode("typing", room=GENERAL, user="seq")) is None
-    assert room_event_seq(encode("viewing", room=GENERAL, user="x")) is None
+def test_events_carry_their_kind_and_seq_through_the_broker(kind):
+    event = room_event(RoomEvent(kind, GENERAL, 41, {"id": 7, "message": {"seq": 3}}))
+    assert (event.kind, event.seq, event.sheddable, event.control) == (kind, 41, False, False)
+    assert json.loads(event) == {"type": kind, "room": GENERAL, "seq": 41, "id": 7,
+                                 "message": {"seq": 3}}
+    unpacked = Event.unpack(event.pack())
+    assert (unpacked, unpacked.kind, unpacked.seq) == (event, kind, 41)
+    # The kind decides, not the text: a typing event's fields cannot pass for a seq.
+    typing = Event.unpack(encode("typing", room=GENERAL, user=',"seq":5').pack())
+    assert (typing.kind, typing.seq, typing.sheddable) == ("typing", None, True)
+    assert Event.unpack(encode("_leave", room=GENERAL).pack()).control
+    for junk in ("", "{}", '{"type":"message","seq":1}', "\n{}"):
+        with pytest.raises(ValueError, match="not a packed event"):
+            Event.unpack(junk)
 
 
 async def test_hub_tracks_seqs_of_every_kind_and_catch_up_replays_them(app, storage):
@@ -386,16 +394,16 @@ async def test_hub_tracks_seqs_of_every_kind_and_catch_up_replays_them(app, stor
     room = await storage.room(GENERAL)
     message, _ = await storage.add_message(room.id, alice.id, "hi", None)
     await storage.add_message(room.id, alice.id, "second", None)
-    outbox = Outbox(limit=100)
+    queue = SendQueue(limit=100)
     channel = room_channel(GENERAL)
 
     async def delivered(count: int) -> None:
-        """Wait (Redis delivers later) until the outbox holds ``count`` events."""
+        """Wait (Redis delivers later) until the queue holds ``count`` events."""
         async with asyncio.timeout(10):
-            while len(outbox) < count:
+            while len(queue) < count:
                 await asyncio.sleep(0.01)
 
-    async with svc.hub.subscription(outbox, [channel]):
+    async with svc.hub.subscription(queue, [channel]):
         await svc.chat.edit(alice, message.id, "hi!")
         await delivered(1)
         assert svc.hub.delivered_seq[channel] == 3
@@ -403,11 +411,31 @@ async def test_hub_tracks_seqs_of_every_kind_and_catch_up_replays_them(app, stor
         await svc.chat.viewing(alice, room)  # no seq: the mark stays
         await delivered(3)
         assert svc.hub.delivered_seq[channel] == 4
-        outbox._items.clear()
+        queue._items.clear()
         # As after a broker reconnect: replay from storage what followed seq 1.
         await svc.chat.catch_up({channel: 1})
-        replayed = [json.loads(item) for item in outbox._items]
+        replayed = [json.loads(item) for item in queue._items]
     assert [(e["type"], e["seq"]) for e in replayed] == [
         ("message", 2), ("message_edited", 3), ("reaction", 4)]
     assert replayed[1]["message"]["body"] == "hi!"
     assert replayed[2]["reactions"] == [{"emoji": "👍", "count": 1, "users": ["alice"]}]
+
+
+async def test_hub_delivers_packed_events_and_drops_anything_else(caplog):
+    from chatapp.broker.hub import Hub
+    from chatapp.broker.memory import MemoryTransport
+
+    transport = MemoryTransport()
+    hub = Hub(transport)
+    await hub.start()
+    queue, channel = SendQueue(), room_channel(GENERAL)
+    try:
+        async with hub.subscription(queue, [channel]):
+            await transport.publish(channel, '{"type":"message","room":"general","seq":9}')
+            assert len(queue) == 0 and "not a packed event" in caplog.text
+            event = Event("message", '{"type":"message","room":"general","seq":9}', 9)
+            await transport.publish(channel, event.pack())
+            assert queue._items == [event] and queue._items[0].seq == 9
+            assert hub.delivered_seq[channel] == 9
+    finally:
+        await hub.stop()

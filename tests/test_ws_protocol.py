@@ -10,11 +10,12 @@ import time
 import pytest
 from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
 
-from chatapp.broker.hub import Hub, Outbox
+from chatapp.broker.hub import Hub
 from chatapp.broker.memory import MemoryTransport
 from chatapp.connection import HANDLERS
-from chatapp.events import CLOSE_SLOW_CONSUMER, encode, presence_event, room_channel
+from chatapp.events import CLOSE_SLOW_CONSUMER, Event, encode, presence_event, room_channel
 from chatapp.limits import MemoryLimits
+from chatapp.sendqueue import SendQueue
 from chatapp.storage import Room, User
 
 from .hashing import cheap_passwords
@@ -724,12 +725,12 @@ async def test_concurrent_senders_give_every_receiver_contiguous_seqs(tmp_path):
 
 # slow consumer (unit) -------------------------------------------------------------------
 
-def _message(seq: int) -> str:
-    return encode("message", room=GENERAL, seq=seq, message={"seq": seq})
+def _message(seq: int) -> Event:
+    return Event("message", encode("message", room=GENERAL, seq=seq, message={"seq": seq}), seq)
 
 
-async def test_outbox_sheds_typing_and_presence_before_closing_1013():
-    slow, healthy = Outbox(limit=4), Outbox(limit=4)
+async def test_send_queue_sheds_typing_and_presence_before_closing_1013():
+    slow, healthy = SendQueue(limit=4), SendQueue(limit=4)
     for box in (slow, healthy):
         box.push(encode("typing", room=GENERAL, user="bob"))
         box.push(presence_event("carol", True))
@@ -753,10 +754,10 @@ async def test_outbox_sheds_typing_and_presence_before_closing_1013():
     assert [e["type"] for e in frame] == ["typing", "presence", "message", "message"]
 
 
-async def test_hub_closes_only_the_slow_outbox_and_cleans_up():
+async def test_hub_closes_only_the_slow_queue_and_cleans_up():
     hub = Hub(MemoryTransport())
     await hub.start()
-    slow, healthy = Outbox(limit=4), Outbox(limit=100)
+    slow, healthy = SendQueue(limit=4), SendQueue(limit=100)
     channel = room_channel(GENERAL)
     try:
         async with hub.subscription(slow, [channel]), hub.subscription(healthy, [channel]):
@@ -771,8 +772,8 @@ async def test_hub_closes_only_the_slow_outbox_and_cleans_up():
         await hub.stop()
 
 
-async def test_outbox_next_frame_coalesces_queued_events_in_order():
-    box = Outbox(limit=100)
+async def test_send_queue_next_frame_coalesces_queued_events_in_order():
+    box = SendQueue(limit=100)
     box.push(_message(1))
     assert json.loads(await box.next_frame()) == json.loads(_message(1))
     for seq in range(2, 6):
@@ -892,8 +893,8 @@ async def test_viewing_with_an_invalid_room_is_invalid(auth, room):
         await ws.request("ping", "pong")  # still usable
 
 
-async def test_outbox_sheds_viewing_before_room_events():
-    box = Outbox(limit=3)
+async def test_send_queue_sheds_viewing_before_room_events():
+    box = SendQueue(limit=3)
     box.push(encode("viewing", room=GENERAL, user="bob"))
     box.push(_message(1))
     box.push(encode("viewing", room=GENERAL, user="carol"))

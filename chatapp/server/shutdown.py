@@ -79,7 +79,7 @@ def close_all(app: Quart, code: int, reason: str) -> None:
         return
     svc.draining = True  # /healthz answers 503 from now on (SPEC §8)
     for conn in list(svc.connections):
-        conn.outbox.close(code, reason)
+        conn.queue.close(code, reason)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

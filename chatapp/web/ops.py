@@ -42,7 +42,7 @@ async def healthz() -> Any:
 async def metrics() -> Any:
     """Prometheus text: connections, messages, deliveries, latencies, HTTP requests."""
     svc = services()
-    svc.metrics.queued_events.set(sum(len(conn.outbox) for conn in svc.connections))
+    svc.metrics.queued_events.set(sum(len(conn.queue) for conn in svc.connections))
     # Multiprocess mode reads every worker's files: disk I/O, kept off the event loop.
     body, content_type = await asyncio.to_thread(svc.metrics.exposition)
     return Response(body, content_type=content_type)

@@ -34,6 +34,7 @@ from ..events import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_SLOW_CONSUMER,
     PRESENCE_CHANNEL,
+    Event,
     encode,
     room_channel,
     session_channel,
@@ -124,19 +125,19 @@ async def serve(app: Quart, scope: dict[str, Any], receive: Receive, send: Send)
         log.warning("websocket conn=%s closed: storage unavailable: %s", conn.id, error)
         # 1013 is also a slow consumer's code; ``unavailable`` keeps the metric apart.
         unavailable = True
-        conn.outbox.close(CLOSE_SLOW_CONSUMER, "database unavailable: reconnect and sync")
+        conn.queue.close(CLOSE_SLOW_CONSUMER, "database unavailable: reconnect and sync")
         await _close(conn, send)
     except Exception:
         # A bug, not a bad frame: log it and close this socket alone, with a code the
         # client can act on (reconnect and sync) instead of leaving it hanging.
         log.exception("websocket conn=%s crashed", conn.id)
-        conn.outbox.close(CLOSE_INTERNAL_ERROR, "internal error")
+        conn.queue.close(CLOSE_INTERNAL_ERROR, "internal error")
         await _close(conn, send)
     finally:
         svc.connections.discard(conn)
         svc.hub.spawn(svc.limits.close_slot(_slot_key(user), slot), name="ws-slot")
         svc.metrics.connections.dec()
-        if conn.outbox.close_code == CLOSE_SLOW_CONSUMER and not unavailable:
+        if conn.queue.close_code == CLOSE_SLOW_CONSUMER and not unavailable:
             svc.metrics.slow_consumer_closes.inc()
         _log_closed(conn, address)
 
@@ -149,7 +150,7 @@ def _log_open(conn: Connection, address: str) -> None:
 
 def _log_closed(conn: Connection, address: str) -> None:
     log.info("websocket closed user=%s conn=%s addr=%s code=%s",
-             conn.user.username, conn.id, address, conn.outbox.close_code or "client")
+             conn.user.username, conn.id, address, conn.queue.close_code or "client")
 
 
 def _client_address(scope: dict[str, Any]) -> str:
@@ -223,32 +224,29 @@ async def _session(
     # Setup lives in helpers: their locals (room lists, the hello) are freed before
     # the long wait, not kept in this frame for the connection's lifetime.
     username = conn.user.username
-    try:
-        await _subscribe(svc, conn, session_token)
+    async with svc.hub.subscription(conn.queue, await _channels(svc, conn, session_token)):
         await svc.presence.connected(username)
         try:
-            conn.outbox.push_first(await _hello(svc, conn))
+            conn.queue.push_first(await _hello(svc, conn))
             if wire is not None and wire.framed:
                 # Queued behind the hello: from now on events may skip the queue.
-                conn.outbox.attach(wire, svc.hub.pacer)
+                conn.queue.attach(wire, svc.hub.pacer)
             await _pump(conn, frames, send)
         finally:
             await asyncio.shield(svc.presence.disconnected(username))
-    finally:
-        await svc.hub.drop(conn.outbox)
 
 
-async def _subscribe(svc: Services, conn: Connection, session_token: str) -> None:
+async def _channels(svc: Services, conn: Connection, session_token: str) -> list[str]:
+    """What a connection follows: its rooms, its user, its session, and presence."""
     user = conn.user
     rooms = await svc.storage.rooms_of(user.id)
     channels = [room_channel(r.slug) for r in rooms]
     channels += [user_channel(user.id), session_channel(token_hash(session_token)),
                  PRESENCE_CHANNEL]
-    for channel in channels:
-        await svc.hub.add(conn.outbox, channel)
+    return channels
 
 
-async def _hello(svc: Services, conn: Connection) -> str:
+async def _hello(svc: Services, conn: Connection) -> Event:
     # Subscribed before the snapshot: nothing published after it is missed, and
     # events already queued carry seqs the client de-duplicates.
     snapshot = await svc.storage.rooms_of(conn.user.id)
@@ -305,14 +303,14 @@ class AsgiFrames:
 
 
 async def _pump(conn: Connection, frames: Frames, send: Send) -> None:
-    """Read in this task until the client goes or the outbox closes.
+    """Read in this task until the client goes or the send queue closes.
 
     A writer task sends what the socket could not take at once. With a framed wire it
     runs only while there is such a backlog (an idle connection then holds no task of
     its own but this one); otherwise it lives as long as the connection.
     """
-    outbox = conn.outbox
-    linger = outbox.wire is None
+    queue = conn.queue
+    linger = queue.wire is None
     writer: asyncio.Task[None] | None = None
 
     def start_writer() -> None:
@@ -321,17 +319,17 @@ async def _pump(conn: Connection, frames: Frames, send: Send) -> None:
             writer = asyncio.create_task(_write(conn, send, linger), name=f"ws-write-{conn.id}")
             writer.add_done_callback(lambda task: _writer_done(conn, task))
 
-    outbox.on_close = frames.stop
-    outbox.on_backlog = start_writer
+    queue.on_close = frames.stop
+    queue.on_backlog = start_writer
     start_writer()  # the hello is queued
     try:
-        while outbox.close_code is None:
+        while queue.close_code is None:
             data = await frames.receive()
             if data is None:
                 break
             await conn.receive(data)
     finally:
-        outbox.on_backlog = None
+        queue.on_backlog = None
         frames.stop()
         conn.cancel_pending()
         if writer is not None:
@@ -344,33 +342,33 @@ async def _pump(conn: Connection, frames: Frames, send: Send) -> None:
 def _writer_done(conn: Connection, task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("websocket conn=%s writer crashed", conn.id, exc_info=task.exception())
-        conn.outbox.close(CLOSE_INTERNAL_ERROR, "internal error")
+        conn.queue.close(CLOSE_INTERNAL_ERROR, "internal error")
 
 
 async def _close(conn: Connection, send: Send) -> None:
-    if conn.outbox.close_code is None:
+    if conn.queue.close_code is None:
         return
     # The socket may be stuck behind a client that stopped reading: do not wait
     # forever for the close frame to drain.
     with contextlib.suppress(asyncio.TimeoutError, Exception):
         await asyncio.wait_for(
-            send({"type": "websocket.close", "code": conn.outbox.close_code,
-                  "reason": conn.outbox.close_reason}),
+            send({"type": "websocket.close", "code": conn.queue.close_code,
+                  "reason": conn.queue.close_reason}),
             CLOSE_TIMEOUT,
         )
 
 
 async def _write(conn: Connection, send: Send, linger: bool) -> None:
     """Send queued frames; without ``linger``, return once the queue is empty."""
-    outbox, hub = conn.outbox, conn.services.hub
-    while linger or len(outbox):
-        frame = await outbox.next_frame(hub.pacer.pace)
+    queue, pacer = conn.queue, conn.services.hub.pacer
+    while linger or len(queue):
+        frame = await queue.next_frame(pacer.pace)
         if frame is None:
             return
-        queued_at = outbox.oldest_at
-        wire = outbox.wire
+        queued_at = queue.oldest_at
+        wire = queue.wire
         direct = wire is not None and wire.write(OutFrame(frame))
         if not direct:
             await send({"type": "websocket.send", "text": frame})
-        hub.count_written(outbox.frame_events, frames=1, elapsed=time.monotonic() - queued_at,
-                          direct=direct)
+        pacer.count_written(queue.frame_events, frames=1,
+                            elapsed=time.monotonic() - queued_at, direct=direct)
