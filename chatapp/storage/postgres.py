@@ -439,11 +439,7 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
     async def room_members(self, room_id: int) -> list[str]:
-        rows = await self._all(
-            "SELECT u.username FROM memberships ms JOIN users u ON u.id = ms.user_id"
-            " WHERE ms.room_id = $1 ORDER BY u.username_key COLLATE \"C\"",
-            room_id,
-        )
+        rows = await self._all(numbered(q.ROOM_MEMBERS), room_id)
         return [row[0] for row in rows]
 
     async def create_dm(
@@ -482,19 +478,12 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
         )
 
     async def users(self) -> list[UserListing]:
-        rows = await self._all(
-            "SELECT username, is_admin, coalesce(display_name, username), deactivated_at IS NULL,"
-            " bot FROM users"
-            " ORDER BY username_key COLLATE \"C\""
-        )
+        rows = await self._all(q.USERS)
         return [UserListing(row[0], row[2], bool(row[1]), bool(row[4]), bool(row[3]))
                 for row in rows]
 
     async def public_rooms(self) -> list[Room]:
-        rows = await self._all(
-            "SELECT id, slug, name, kind, last_seq FROM rooms WHERE kind = 'public'"
-            " ORDER BY name COLLATE \"C\", id"
-        )
+        rows = await self._all(q.PUBLIC_ROOMS)
         return [Room(*row) for row in rows]
 
     async def is_member(self, user_id: int, room_id: int) -> bool:

@@ -15,14 +15,10 @@ from typing import Any
 import asyncpg
 
 from . import StorageError
+from . import queries as q
 from .models import AccountRow, AuditEntry, Invite, User, utcnow
+from .queries import numbered
 
-OTHER_ADMIN = (
-    "EXISTS (SELECT 1 FROM users WHERE is_admin AND deactivated_at IS NULL AND id <> $1)"
-)
-USER_COLUMNS = (
-    "u.id, u.username, u.is_admin, u.password_hash, u.display_name, u.deactivated_at IS NULL"
-)
 LOCK_USERS = "LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE"
 
 
@@ -42,17 +38,10 @@ class PostgresAdmin:
         raise NotImplementedError
 
     async def has_users(self) -> bool:
-        return bool(await self._all("SELECT 1 FROM users LIMIT 1"))
+        return bool(await self._all(q.HAS_USERS))
 
     async def accounts(self) -> list[AccountRow]:
-        rows = await self._all(
-            "SELECT u.username, coalesce(u.display_name, u.username), u.is_admin,"
-            " u.deactivated_at IS NULL,"
-            " (SELECT max(last_seen) FROM sessions s WHERE s.user_id = u.id),"
-            " (SELECT count(*) FROM sessions s WHERE s.user_id = u.id),"
-            " (SELECT count(*) FROM api_tokens t WHERE t.user_id = u.id)"
-            " FROM users u ORDER BY u.username_key COLLATE \"C\""
-        )
+        rows = await self._all(q.ACCOUNTS)
         return [AccountRow(r[0], r[1], bool(r[2]), bool(r[3]), r[4], r[5], r[6]) for r in rows]
 
     async def set_active(self, user_id: int, active: bool) -> list[str] | None:
@@ -63,8 +52,7 @@ class PostgresAdmin:
                 return []
             await conn.execute(LOCK_USERS)
             changed = _count(await conn.execute(
-                "UPDATE users SET deactivated_at = coalesce(deactivated_at, $2)"
-                f" WHERE id = $1 AND (NOT is_admin OR {OTHER_ADMIN})", user_id, utcnow()))
+                numbered(q.DEACTIVATE), utcnow(), user_id, user_id))
             if not changed:
                 return None
             await conn.execute("DELETE FROM api_tokens WHERE user_id = $1", user_id)
@@ -79,9 +67,7 @@ class PostgresAdmin:
                     "UPDATE users SET is_admin = true WHERE id = $1", user_id)
             else:
                 await conn.execute(LOCK_USERS)
-                status = await conn.execute(
-                    f"UPDATE users SET is_admin = false WHERE id = $1 AND {OTHER_ADMIN}",
-                    user_id)
+                status = await conn.execute(numbered(q.DEMOTE), user_id, user_id)
             return _count(status) > 0
 
     async def create_invite(self, code: str, creator_id: int, uses: int,
@@ -91,9 +77,7 @@ class PostgresAdmin:
             " VALUES ($1, $2, $3, $4, $5)", code, creator_id, utcnow(), expires_at, uses)
 
     async def _invites(self, where: str, *args: Any) -> list[Invite]:
-        rows = await self._all(
-            "SELECT i.code, u.username, i.created_at, i.expires_at, i.uses, i.used, i.revoked"
-            f" FROM invites i LEFT JOIN users u ON u.id = i.created_by {where}", *args)
+        rows = await self._all(numbered(q.INVITES + where), *args)
         return [Invite(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
 
     async def invites(self) -> list[Invite]:
@@ -102,7 +86,7 @@ class PostgresAdmin:
     async def invite(self, code: str) -> Invite | None:
         if "\x00" in code:
             return None
-        found = await self._invites("WHERE i.code = $1", code)
+        found = await self._invites("WHERE i.code = ?", code)
         return found[0] if found else None
 
     async def revoke_invite(self, code: str) -> bool:
@@ -129,21 +113,14 @@ class PostgresAdmin:
             " VALUES ($1, $2, $3, $4)", token_hash, user_id, utcnow(), expires_at)
 
     async def reset_user(self, token_hash: str, now: datetime, *, use: bool) -> User | None:
-        live = "r.token_hash = $1 AND r.used_at IS NULL AND r.expires_at > $2"
         if use:
-            rows = await self._all(
-                f"WITH used AS (UPDATE reset_tokens r SET used_at = $2 WHERE {live}"
-                f" RETURNING r.user_id) SELECT {USER_COLUMNS} FROM users u"
-                " JOIN used ON used.user_id = u.id", token_hash, now)
+            rows = await self._all(numbered(
+                f"WITH used AS (UPDATE reset_tokens r SET used_at = ? WHERE {q.LIVE_RESET}"
+                f" RETURNING r.user_id) SELECT {q.U_USER_COLUMNS} FROM users u"
+                " JOIN used ON used.user_id = u.id"), now, token_hash, now)
         else:
-            rows = await self._all(
-                f"SELECT {USER_COLUMNS} FROM reset_tokens r JOIN users u ON u.id = r.user_id"
-                f" WHERE {live}", token_hash, now)
-        if not rows:
-            return None
-        r = rows[0]
-        return User(id=r[0], username=r[1], is_admin=bool(r[2]), password_hash=r[3],
-                    display_name=r[4], active=bool(r[5]))
+            rows = await self._all(numbered(q.RESET_USER), token_hash, now)
+        return q.user_from_row(rows[0]) if rows else None
 
     async def add_audit(self, actor: str, action: str, target: str, address: str) -> None:
         clean = [text.replace("\x00", "") for text in (actor, action, target, address)]
@@ -152,9 +129,7 @@ class PostgresAdmin:
             " VALUES ($1, $2, $3, $4, $5)", utcnow(), *clean)
 
     async def audit(self, limit: int) -> list[AuditEntry]:
-        rows = await self._all(
-            "SELECT at, actor, action, target, address FROM audit_log ORDER BY id DESC"
-            " LIMIT $1", limit)
+        rows = await self._all(numbered(q.AUDIT), limit)
         return [AuditEntry(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     async def prune_invites(self, now: datetime, limit: int) -> int:

@@ -1,15 +1,18 @@
 """The SQL both engines run alike, written once, and the domain rules that live in SQL.
 
 Queries here use ``?`` marks, as SQLite takes them; ``numbered`` turns them into
-PostgreSQL's ``$1, $2, ...``. Where the engines differ in more than that (collations,
-arrays, ``RETURNING`` from a writer's op, time stored as text or as timestamptz) each
-engine keeps its own SQL.
+PostgreSQL's ``$1, $2, ...``. Names are ordered byte by byte on both engines:
+``COLLATE "C"`` on PostgreSQL, SQLite's default (``BINARY``) there, so ``for_sqlite``
+drops it. Where the engines differ in more than that (arrays, the writer's batches,
+time stored as text or as timestamptz) each engine keeps its own SQL.
 
 The rules stated here once, for both engines:
 - the first user is an admin (``CREATE_USER``: decided in the insert itself, so two
   first registrations at once cannot both win; PostgreSQL locks the table around it);
 - a joiner starts with the room read (``JOIN_ROOM``: unread counts only what follows);
-- one's own messages are never unread (``UNREAD_MESSAGE``).
+- one's own messages are never unread (``UNREAD_MESSAGE``);
+- the last active admin is never demoted nor deactivated (``OTHER_ADMIN``: decided in
+  the update, inside the writer's transaction or with the users table locked).
 """
 
 from __future__ import annotations
@@ -53,6 +56,15 @@ JOIN_ROOM = (
     "INSERT INTO memberships (user_id, room_id, last_read_seq, joined_at)"
     " SELECT ?, id, last_seq, ? FROM rooms WHERE id = ? ON CONFLICT DO NOTHING"
 )
+# Another active admin than the user ``?`` exists.
+OTHER_ADMIN = (
+    "EXISTS (SELECT 1 FROM users WHERE is_admin AND deactivated_at IS NULL AND id <> ?)"
+)
+DEACTIVATE = (  # (now, user id, user id)
+    "UPDATE users SET deactivated_at = coalesce(deactivated_at, ?)"
+    f" WHERE id = ? AND (NOT is_admin OR {OTHER_ADMIN})"
+)
+DEMOTE = f"UPDATE users SET is_admin = false WHERE id = ? AND {OTHER_ADMIN}"  # (id, id)
 # A message ``m`` the member ``ms`` of room ``r`` has not read.
 UNREAD_MESSAGE = (
     "m.room_id = r.id AND m.seq > ms.last_read_seq AND m.author_id <> ms.user_id"
@@ -74,8 +86,21 @@ def unread_counts(mentions_me: str) -> str:
 
 
 # Reads.
+BYTEWISE = ' COLLATE "C"'
 EPOCH = "SELECT value FROM meta WHERE key = 'epoch'"
 HAS_USERS = "SELECT 1 FROM users LIMIT 1"
+USERS = (
+    "SELECT username, is_admin, coalesce(display_name, username), deactivated_at IS NULL,"
+    f" bot FROM users ORDER BY username_key{BYTEWISE}"
+)
+ACCOUNTS = (  # every user with their last seen, sessions and API tokens
+    "SELECT u.username, coalesce(u.display_name, u.username), u.is_admin,"
+    " u.deactivated_at IS NULL,"
+    " (SELECT max(last_seen) FROM sessions s WHERE s.user_id = u.id),"
+    " (SELECT count(*) FROM sessions s WHERE s.user_id = u.id),"
+    " (SELECT count(*) FROM api_tokens t WHERE t.user_id = u.id)"
+    f" FROM users u ORDER BY u.username_key{BYTEWISE}"
+)
 USER_BY_NAME = f"SELECT {USER_COLUMNS} FROM users WHERE username_key = ?"
 SESSIONS_OF = (
     "SELECT token_hash, created_at, last_seen, user_agent, address FROM sessions"
@@ -92,6 +117,14 @@ USER_FOR_API_TOKEN = (
 LOGIN_FAILURES = "SELECT count(*), min(at) FROM login_failures WHERE key = ? AND at >= ?"
 ROOM = f"SELECT id, slug, name, {ROOM_KIND}, last_seq FROM rooms r WHERE slug = ?"
 IS_MEMBER = "SELECT 1 FROM memberships WHERE user_id = ? AND room_id = ?"
+ROOM_MEMBERS = (
+    "SELECT u.username FROM memberships ms JOIN users u ON u.id = ms.user_id"
+    f" WHERE ms.room_id = ? ORDER BY u.username_key{BYTEWISE}"
+)
+PUBLIC_ROOMS = (
+    "SELECT id, slug, name, kind, last_seq FROM rooms WHERE kind = 'public'"
+    f" ORDER BY name{BYTEWISE}, id"
+)
 MESSAGE = f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE m.id = ?"
 EDITS = "SELECT body, edited_at FROM message_edits WHERE message_id = ? ORDER BY id"
 EVENTS_AFTER = (  # a room's events after a seq, each with its message's current state
@@ -131,6 +164,12 @@ def message_page(
         f" ORDER BY m.id {'DESC' if newest_first else 'ASC'} LIMIT ?"
     )
     return sql, [*params, limit + 1], newest_first
+
+
+@lru_cache(maxsize=64)
+def for_sqlite(sql: str) -> str:
+    """``sql`` as SQLite takes it: its default order is byte order already."""
+    return sql.replace(BYTEWISE, "")
 
 
 @lru_cache(maxsize=512)

@@ -43,7 +43,7 @@ from . import sqlite_messages as one
 from . import sqlite_uploads as uploads
 from .migrations import migrate_sqlite
 from .models import isoformat, summary_from_row, utcnow
-from .queries import MESSAGE_COLUMNS, USER_COLUMNS, user_from_row
+from .queries import MESSAGE_COLUMNS, USER_COLUMNS, for_sqlite, user_from_row
 from .search import SearchQuery, sqlite_search
 from .sqlite_admin import SQLiteAdmin
 from .sqlite_messages import REACTIONS_OF, NewMessage, group_reactions, marks
@@ -178,19 +178,16 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
         now = isoformat(utcnow())
 
         def op(conn: sqlite3.Connection) -> User:
-            conn.execute("SAVEPOINT create_user")
             try:
-                cursor = conn.execute(
-                    q.CREATE_USER, (username, username.casefold(), password_hash, admin, now)
-                )
-                user = user_from_row(cursor.fetchone())
-                cursor.close()
-                conn.execute(q.JOIN_GENERAL, (user.id, now, GENERAL_ROOM))
+                with one.savepoint(conn, "create_user"):
+                    cursor = conn.execute(
+                        q.CREATE_USER, (username, username.casefold(), password_hash, admin, now)
+                    )
+                    user = user_from_row(cursor.fetchone())
+                    cursor.close()
+                    conn.execute(q.JOIN_GENERAL, (user.id, now, GENERAL_ROOM))
             except sqlite3.IntegrityError:
-                conn.execute("ROLLBACK TO create_user")
-                conn.execute("RELEASE create_user")
                 raise UsernameTaken(username) from None
-            conn.execute("RELEASE create_user")
             return user
 
         return await self._write(op)
@@ -335,25 +332,22 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
         now = isoformat(utcnow())
 
         def op(conn: sqlite3.Connection) -> Room:
-            conn.execute("SAVEPOINT create_room")
             try:
-                cursor = conn.execute(
-                    "INSERT INTO rooms (slug, name, kind, created_by, created_at)"
-                    " VALUES (?, ?, ?, ?, ?) RETURNING id",
-                    (slug, name, kind, creator_id, now),
-                )
-                row = cursor.fetchone()
-                cursor.close()
-                assert row is not None
-                conn.execute(
-                    "INSERT INTO memberships (user_id, room_id, joined_at) VALUES (?, ?, ?)",
-                    (creator_id, row[0], now),
-                )
+                with one.savepoint(conn, "create_room"):
+                    cursor = conn.execute(
+                        "INSERT INTO rooms (slug, name, kind, created_by, created_at)"
+                        " VALUES (?, ?, ?, ?, ?) RETURNING id",
+                        (slug, name, kind, creator_id, now),
+                    )
+                    row = cursor.fetchone()
+                    cursor.close()
+                    assert row is not None
+                    conn.execute(
+                        "INSERT INTO memberships (user_id, room_id, joined_at) VALUES (?, ?, ?)",
+                        (creator_id, row[0], now),
+                    )
             except sqlite3.IntegrityError:
-                conn.execute("ROLLBACK TO create_room")
-                conn.execute("RELEASE create_room")
                 raise RoomExists(slug) from None
-            conn.execute("RELEASE create_room")
             return Room(row[0], slug, name, kind, 0)
 
         return await self._write(op)
@@ -391,11 +385,7 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
     async def room_members(self, room_id: int) -> list[str]:
-        rows = await self._all(
-            "SELECT u.username FROM memberships ms JOIN users u ON u.id = ms.user_id"
-            " WHERE ms.room_id = ? ORDER BY u.username_key",
-            (room_id,),
-        )
+        rows = await self._all(for_sqlite(q.ROOM_MEMBERS), (room_id,))
         return [row[0] for row in rows]
 
     async def create_dm(
@@ -435,19 +425,12 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
         )
 
     async def users(self) -> list[UserListing]:
-        rows = await self._all(
-            "SELECT username, is_admin, coalesce(display_name, username), deactivated_at IS NULL,"
-            " bot FROM users"
-            " ORDER BY username_key"
-        )
+        rows = await self._all(for_sqlite(q.USERS))
         return [UserListing(row[0], row[2], bool(row[1]), bool(row[4]), bool(row[3]))
                 for row in rows]
 
     async def public_rooms(self) -> list[Room]:
-        rows = await self._all(
-            "SELECT id, slug, name, kind, last_seq FROM rooms WHERE kind = 'public'"
-            " ORDER BY name, id"
-        )
+        rows = await self._all(for_sqlite(q.PUBLIC_ROOMS))
         return [Room(*row) for row in rows]
 
     async def is_member(self, user_id: int, room_id: int) -> bool:

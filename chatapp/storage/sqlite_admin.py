@@ -12,15 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from . import StorageError
+from . import queries as q
 from .models import AccountRow, AuditEntry, Invite, User, isoformat, utcnow
-
-# Another active admin than ``?`` exists.
-OTHER_ADMIN = (
-    "EXISTS (SELECT 1 FROM users WHERE is_admin AND deactivated_at IS NULL AND id <> ?)"
-)
-USER_COLUMNS = (
-    "u.id, u.username, u.is_admin, u.password_hash, u.display_name, u.deactivated_at IS NULL"
-)
 
 
 def _moment(text: str | None) -> datetime | None:
@@ -46,17 +39,10 @@ class SQLiteAdmin:
         raise NotImplementedError
 
     async def has_users(self) -> bool:
-        return bool(await self._all("SELECT 1 FROM users LIMIT 1"))
+        return bool(await self._all(q.HAS_USERS))
 
     async def accounts(self) -> list[AccountRow]:
-        rows = await self._all(
-            "SELECT u.username, coalesce(u.display_name, u.username), u.is_admin,"
-            " u.deactivated_at IS NULL,"
-            " (SELECT max(last_seen) FROM sessions s WHERE s.user_id = u.id),"
-            " (SELECT count(*) FROM sessions s WHERE s.user_id = u.id),"
-            " (SELECT count(*) FROM api_tokens t WHERE t.user_id = u.id)"
-            " FROM users u ORDER BY u.username_key"
-        )
+        rows = await self._all(q.for_sqlite(q.ACCOUNTS))
         return [AccountRow(r[0], r[1], bool(r[2]), bool(r[3]), _moment(r[4]), r[5], r[6])
                 for r in rows]
 
@@ -67,11 +53,7 @@ class SQLiteAdmin:
             if active:
                 conn.execute("UPDATE users SET deactivated_at = NULL WHERE id = ?", (user_id,))
                 return []
-            changed = conn.execute(
-                "UPDATE users SET deactivated_at = coalesce(deactivated_at, ?)"
-                f" WHERE id = ? AND (NOT is_admin OR {OTHER_ADMIN})",
-                (now, user_id, user_id),
-            ).rowcount
+            changed = conn.execute(q.DEACTIVATE, (now, user_id, user_id)).rowcount
             if not changed:
                 return None
             conn.execute("DELETE FROM api_tokens WHERE user_id = ?", (user_id,))
@@ -89,8 +71,7 @@ class SQLiteAdmin:
             if admin:
                 sql, params = "UPDATE users SET is_admin = 1 WHERE id = ?", (user_id,)
             else:
-                sql = f"UPDATE users SET is_admin = 0 WHERE id = ? AND {OTHER_ADMIN}"
-                params = (user_id, user_id)
+                sql, params = q.DEMOTE, (user_id, user_id)
             return conn.execute(sql, params).rowcount > 0
 
         return bool(await self._write(op))
@@ -104,9 +85,7 @@ class SQLiteAdmin:
         )
 
     async def _invites(self, where: str, params: tuple[Any, ...]) -> list[Invite]:
-        rows = await self._all(
-            "SELECT i.code, u.username, i.created_at, i.expires_at, i.uses, i.used, i.revoked"
-            f" FROM invites i LEFT JOIN users u ON u.id = i.created_by {where}", params)
+        rows = await self._all(q.INVITES + where, params)
         return [_invite(row) for row in rows]
 
     async def invites(self) -> list[Invite]:
@@ -145,29 +124,22 @@ class SQLiteAdmin:
         )
 
     async def reset_user(self, token_hash: str, now: datetime, *, use: bool) -> User | None:
-        live = "r.token_hash = ? AND r.used_at IS NULL AND r.expires_at > ?"
         if not use:
-            rows = await self._all(
-                f"SELECT {USER_COLUMNS} FROM reset_tokens r JOIN users u ON u.id = r.user_id"
-                f" WHERE {live}", (token_hash, isoformat(now)))
+            rows = await self._all(q.RESET_USER, (token_hash, isoformat(now)))
         else:
             def op(conn: sqlite3.Connection) -> list[Any]:
                 used = conn.execute(
-                    "UPDATE reset_tokens AS r SET used_at = ? WHERE " + live
-                    + " RETURNING user_id",
+                    f"UPDATE reset_tokens AS r SET used_at = ? WHERE {q.LIVE_RESET}"
+                    " RETURNING user_id",
                     (isoformat(now), token_hash, isoformat(now))).fetchall()
                 if not used:
                     return []
                 return conn.execute(
-                    f"SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?", (used[0][0],)
+                    f"SELECT {q.USER_COLUMNS} FROM users WHERE id = ?", (used[0][0],)
                 ).fetchall()
 
             rows = await self._write(op)
-        if not rows:
-            return None
-        r = rows[0]
-        return User(id=r[0], username=r[1], is_admin=bool(r[2]), password_hash=r[3],
-                    display_name=r[4], active=bool(r[5]))
+        return q.user_from_row(rows[0]) if rows else None
 
     async def add_audit(self, actor: str, action: str, target: str, address: str) -> None:
         await self._execute(
@@ -176,9 +148,7 @@ class SQLiteAdmin:
         )
 
     async def audit(self, limit: int) -> list[AuditEntry]:
-        rows = await self._all(
-            "SELECT at, actor, action, target, address FROM audit_log ORDER BY id DESC LIMIT ?",
-            (limit,))
+        rows = await self._all(q.AUDIT, (limit,))
         return [AuditEntry(_moment(r[0]) or utcnow(), r[1], r[2], r[3], r[4]) for r in rows]
 
     async def prune_invites(self, now: datetime, limit: int) -> int:

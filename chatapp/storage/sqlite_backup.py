@@ -12,6 +12,8 @@ import contextlib
 import os
 import secrets
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -31,21 +33,8 @@ def backup(source: str, target: str, *, force: bool = False) -> None:
         raise StorageError(f"{target} exists (use --force to replace it)")
     if not destination.parent.is_dir():
         raise StorageError(f"no directory {destination.parent}")
-    temporary: Path | None = None
-    try:
-        temporary = _temporary_beside(destination)
-        src = sqlite3.connect(source, timeout=10)
-        try:
-            dst = sqlite3.connect(temporary)
-            try:
-                src.backup(dst)  # pages=-1: the whole file in one read transaction
-                # One self-contained file: no -wal beside it to forget.
-                dst.execute("PRAGMA journal_mode = DELETE")
-            finally:
-                dst.close()
-        finally:
-            src.close()
-        _fsync(temporary)
+    with _beside(destination, "backup") as temporary:
+        _copy(sqlite3.connect(source, timeout=10), temporary)
         if force:
             os.replace(temporary, destination)
         else:
@@ -53,13 +42,6 @@ def backup(source: str, target: str, *, force: bool = False) -> None:
                 os.link(temporary, destination)  # fails if the target appeared meanwhile
             except FileExistsError:
                 raise StorageError(f"{target} exists (use --force to replace it)") from None
-        _fsync_directory(destination.parent)
-    except (sqlite3.Error, OSError) as error:
-        raise StorageError(f"backup failed: {error}") from error
-    finally:
-        if temporary is not None:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
 
 
 def restore(source: str, target: str) -> str:
@@ -69,37 +51,16 @@ def restore(source: str, target: str) -> str:
     """
     check_database(source)
     destination = Path(target)
-    temporary: Path | None = None
     epoch = secrets.token_hex(8)
-    try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        temporary = _temporary_beside(destination)
-        src = sqlite3.connect(_read_only(source), uri=True)
-        try:
-            dst = sqlite3.connect(temporary, isolation_level=None)
-            try:
-                src.backup(dst)
-                dst.execute("PRAGMA journal_mode = DELETE")
-                # Clients that see a new epoch in `hello` reload: their seqs and
-                # caches belong to the replaced store.
-                dst.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (epoch,))
-            finally:
-                dst.close()
-        finally:
-            src.close()
-        _fsync(temporary)
+    with _beside(destination, "restore") as temporary:
+        # Clients that see a new epoch in `hello` reload: their seqs and caches belong
+        # to the replaced store.
+        _copy(sqlite3.connect(_read_only(source), uri=True), temporary, epoch)
         # The old database's WAL must not be replayed into the new file.
         for suffix in ("-wal", "-shm", "-journal"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{destination}{suffix}")
         os.replace(temporary, destination)
-        _fsync_directory(destination.parent)
-    except (sqlite3.Error, OSError) as error:
-        raise StorageError(f"restore failed: {error}") from error
-    finally:
-        if temporary is not None:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
     return epoch
 
 
@@ -135,6 +96,43 @@ def check_database(path: str, *, thorough: bool = True) -> None:
         )
     if check != "ok":
         raise StorageError(f"{path} is damaged: {check}")
+
+
+@contextmanager
+def _beside(destination: Path, doing: str) -> Iterator[Path]:
+    """A new temporary file beside ``destination`` (its directory made if missing) for
+    the block to fill and move into place; the directory is synced after, the file
+    removed if it is still there; a driver or OS error is a StorageError."""
+    temporary: Path | None = None
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        temporary = _temporary_beside(destination)
+        yield temporary
+        _fsync_directory(destination.parent)
+    except (sqlite3.Error, OSError) as error:
+        raise StorageError(f"{doing} failed: {error}") from error
+    finally:
+        if temporary is not None:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+
+
+def _copy(src: sqlite3.Connection, temporary: Path, epoch: str | None = None) -> None:
+    """Copy the database ``src`` (closed afterwards) into ``temporary``, with a new
+    ``epoch`` if one is given, and sync it to disk."""
+    try:
+        dst = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            src.backup(dst)  # pages=-1: the whole file in one read transaction
+            # One self-contained file: no -wal beside it to forget.
+            dst.execute("PRAGMA journal_mode = DELETE")
+            if epoch is not None:
+                dst.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (epoch,))
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    _fsync(temporary)
 
 
 def _read_only(path: str) -> str:
