@@ -196,6 +196,15 @@ def targets_table(res: dict) -> list[tuple[str, str, str, str]]:
             verdict(None if d1 is None or d2 is None else d2 > d1),
         )
     )
+    p9 = get("s9", "chatapp", "ping_during_uploads_ms", "p99")
+    rows.append(
+        (
+            "s9",
+            "ping p99 < 50 ms during 20 concurrent image uploads",
+            f"{_f(p9, 1)} ms ({_f(get('s9', 'chatapp', 'throughput_mb_s'), 1)} MB/s uploaded)",
+            verdict(None if p9 is None else p9 < 50),
+        )
+    )
     return rows
 
 

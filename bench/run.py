@@ -29,6 +29,7 @@ if __package__ in (None, ""):  # `python bench/run.py` as well as `python -m ben
 
 from bench import loadgen as lg
 from bench import search as search_bench
+from bench import upload_ping
 from bench.config import CLIENT_KINDS, NODE_DIR, REPO, RESULTS, Config, log
 from bench.plot import write_plot
 from bench.report import machine, targets_table, write_markdown
@@ -38,6 +39,8 @@ from bench.targets import ALL_TARGETS, TARGET_CLASSES, Chatapp, Target
 
 # s4 on PostgreSQL (bench/s4_postgres.py) runs right after s4.
 ALL_SCENARIOS.insert(ALL_SCENARIOS.index("s4") + 1, "s4pg")
+# s9: websocket pings while 20 images upload (bench/upload_ping.py, its own server).
+ALL_SCENARIOS.append("s9")
 CHAT_ONLY["s4pg"] = s4pg
 
 
@@ -136,6 +139,9 @@ async def amain(args) -> int:
             engines = ["sqlite", "postgres"]
             res[sc] = {"chatapp": await guarded(
                 "s8 search", search_bench.run(cfg.s8_messages, engines), 3600)}
+        elif sc == "s9":  # its own chatapp server, started and stopped by the scenario
+            res[sc] = {"chatapp": await guarded(
+                "s9 upload ping", upload_ping.run(20, 10, 20, 6, 2), 1200)}
         elif sc == "s7" and "chatapp" in targets:
             t = targets["chatapp"]
             res[sc] = {}
