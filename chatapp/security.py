@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from quart import Quart, Response, current_app, g, request, session, websocket
+from quart import Quart, Response, current_app, g, request, session
 from quart.sessions import SecureCookieSessionInterface, SessionMixin
 from quart.wrappers import BaseRequestWebsocket
 
@@ -60,7 +60,6 @@ def init_app(app: Quart) -> None:
     app.session_interface = Sessions()
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.before_request(load_user)
-    app.before_websocket(load_user)
     app.after_request(add_security_headers)
 
 
@@ -161,4 +160,4 @@ def add_security_headers(response: Response) -> Response:
 
 
 def remote_address() -> str:
-    return (request if request else websocket).remote_addr or "unknown"
+    return request.remote_addr or "unknown"
