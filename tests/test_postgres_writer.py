@@ -220,6 +220,24 @@ async def test_a_message_that_cannot_be_stored_fails_alone(
     assert created and again.seq == 4
 
 
+async def test_a_bad_message_in_a_big_batch_costs_a_few_transactions(
+    open_engine: OpenEngine, batches: list[int]
+) -> None:
+    storage = await open_engine()
+    (alice,) = await people(storage, "alice")
+    room = await general(storage)
+    results = await asyncio.gather(
+        *(storage.add_message(room.id, alice.id, f"m{i}", f"n{i}",
+                              reply_to=10**9 if i == 40 else None) for i in range(64)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[40], StorageError)
+    sent = [r[0] for i, r in enumerate(results) if i != 40]  # type: ignore[index]
+    assert [m.body for m in sent] == [f"m{i}" for i in range(64) if i != 40]
+    assert len(batches) <= 1 + 2 * 6  # halves down to the bad one, not 64 one by one
+    await stream_is_whole(storage, room, sent)
+
+
 async def test_a_broken_connection_fails_only_its_batch(
     open_engine: OpenEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

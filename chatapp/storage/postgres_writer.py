@@ -16,9 +16,9 @@ seqs. A nonce stored already is answered with its message and takes no seq; twic
 one batch, it is one message. A nonce another host stores between step 1 and step 2
 makes the insert skip that row (``ON CONFLICT DO NOTHING``): the transaction rolls
 back and runs again, now seeing it. A message that cannot be stored (room gone, reply
-to nothing, upload refused) fails alone: the batch rolls back and its sends are
-stored one by one. A broken connection fails the batch's waiters with
-StorageUnavailable; the next batch opens a new one.
+to nothing, upload refused) fails alone: the batch rolls back and runs again in
+halves until that message is alone. A broken connection fails the batch's waiters
+with StorageUnavailable; the next batch opens a new one.
 """
 
 from __future__ import annotations
@@ -177,32 +177,36 @@ class PostgresWriter:
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # The connection (or the server) failed: this batch's waiters hear it.
             log.warning("PostgreSQL write batch of %d failed: %r", len(batch), exc)
-            if self._conn is not None:
-                self._conn.terminate()
-                self._conn = None
             error = self._error(exc, "database write failed")
-            return [error] * len(batch)
+        except Exception:  # a bug: this batch fails, the writer goes on
+            log.exception("PostgreSQL write batch of %d crashed", len(batch))
+            error = StorageError("database write failed")
+        if self._conn is not None:  # in an unknown state: the next batch opens another
+            self._conn.terminate()
+            self._conn = None
+        return [error] * len(batch)
 
     async def _store(self, conn: asyncpg.Connection, batch: list[NewMessage]) -> list[Outcome]:
-        """The batch in one transaction; one by one if one of its messages fails."""
+        """The batch in one transaction. If one of its messages fails the transaction,
+        each half again, in order: a bad message ends up alone, the others commit in
+        a few transactions (a client repeating a bad send cannot make every batch go
+        one by one)."""
         for _ in range(NONCE_RETRIES):
             try:
                 return await self._transaction(conn, batch)
             except _NonceTakenError:
                 continue
-            except (asyncpg.PostgresError, StorageError) as exc:
-                error = self._error(exc, "database write failed") if isinstance(
-                    exc, asyncpg.PostgresError) else exc
-                if conn.is_closed() or isinstance(error, StorageUnavailable):
+            except asyncpg.PostgresError as exc:
+                if conn.is_closed() or isinstance(self._error(exc, ""), StorageUnavailable):
                     raise
-                if len(batch) == 1:
-                    return [error]
-                log.info("a write batch of %d failed (%r): storing it one by one",
-                         len(batch), exc)
-                outcomes: list[Outcome] = []
-                for new in batch:
-                    outcomes += await self._store(conn, [new])
-                return outcomes
+                error: StorageError = self._error(exc, "database write failed")
+            except StorageError as exc:  # an upload refused
+                error = exc
+            if len(batch) == 1:
+                return [error]
+            log.info("a write batch of %d failed (%r): storing it in halves", len(batch), error)
+            half = len(batch) // 2
+            return await self._store(conn, batch[:half]) + await self._store(conn, batch[half:])
         return [StorageError("a nonce kept being taken by another writer")] * len(batch)
 
     async def _transaction(
@@ -264,7 +268,7 @@ class PostgresWriter:
             new = batch[index]
             row = rows[(new.room_id, seq)]
             files: tuple[Upload, ...] = ()
-            if new.attachments:  # refused: the batch rolls back and goes one by one
+            if new.attachments:  # refused: the batch rolls back and runs in halves
                 files = await uploads.attach(conn, row["id"], new.author_id, new.attachments)
             username, bot = authors[new.author_id]
             outcomes[index] = (Message(
