@@ -1,8 +1,10 @@
 """The PostgreSQL engine (asyncpg): a connection pool shared by any number of hosts.
 
-A room's seq comes from ``rooms.last_seq``, advanced with ``UPDATE ... RETURNING`` in
-the transaction that inserts the message: the update row-locks the room, so writers
-to one room queue up on any host and the stream has no gaps and no duplicates.
+A room's seq comes from ``rooms.last_seq``, advanced under the room's row lock in the
+transaction that appends the event: sends in batches (``postgres_writer``, group
+commit on a connection of its own), edits, deletions and reactions one at a time
+(``postgres_events``). Writers to one room queue up on any host, so the stream has no
+gaps and no duplicates.
 """
 
 from __future__ import annotations
