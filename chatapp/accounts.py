@@ -13,6 +13,7 @@ from datetime import timedelta
 from .devices import MAX_USER_AGENT
 from .limits import Limits, MemoryLimits
 from .passwords import Passwords
+from .refusals import Code, DomainError
 from .storage import Storage, User, UsernameTaken
 from .storage.models import utcnow
 
@@ -28,13 +29,12 @@ ATTEMPT_WAIT = 30.0  # seconds a login may wait for attempts in flight to finish
 SESSION_TOUCH_EVERY = timedelta(minutes=1)
 
 
-class AccountError(ValueError):
-    """A registration or login the user must correct; ``status`` is the HTTP answer."""
+class AccountError(DomainError, ValueError):
+    """A registration or login the user must correct; ``retry_after`` in whole seconds."""
 
-    def __init__(self, message: str, status: int = 400, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
+    def __init__(self, message: str, code: Code | str = Code.BAD_REQUEST,
+                 retry_after: int | None = None) -> None:
+        super().__init__(code, message, retry_after=retry_after)
 
 
 @dataclass(frozen=True)
@@ -72,15 +72,15 @@ class Accounts:
         check_username(username)
         check_password(password)
         if await self.storage.user_by_name(username) is not None:
-            raise AccountError("That username is taken.", status=409)
+            raise AccountError("That username is taken.", Code.CONFLICT)
         password_hash = await self.passwords.hash(password)
         try:
             return await self.storage.create_user(username, password_hash, admin=admin)
         except UsernameTaken:
-            raise AccountError("That username is taken.", status=409) from None
+            raise AccountError("That username is taken.", Code.CONFLICT) from None
 
     async def authenticate(self, username: str, password: str, address: str) -> User:
-        """Return the user, or raise 401 (wrong) or 429 (too many failures)."""
+        """Return the user, or refuse: unauthorized (wrong) or rate_limited (too many failures)."""
         keys = [f"user:{username.casefold()}", f"addr:{address}"]
         attempt = secrets.token_hex(8)
         await self._hold_a_try(keys, attempt)
@@ -89,7 +89,7 @@ class Accounts:
         finally:
             await self._give_back(keys, attempt)
         if not user.active:  # told only to whoever knows the password
-            raise AccountError(DEACTIVATED, status=403)
+            raise AccountError(DEACTIVATED, Code.FORBIDDEN)
         if self.passwords.needs_rehash(user.password_hash):
             await self.storage.set_password_hash(user.id, await self.passwords.hash(password))
         return user
@@ -99,7 +99,7 @@ class Accounts:
         ok = await self.passwords.verify(user.password_hash if user else None, password[:1024])
         if user is None or not ok:
             await self.storage.record_login_failure(keys)
-            raise AccountError("Invalid username or password", status=401)
+            raise AccountError("Invalid username or password", Code.UNAUTHORIZED)
         return user
 
     async def _hold_a_try(self, keys: list[str], attempt: str) -> None:
@@ -131,7 +131,7 @@ class Accounts:
                     raise
             await self._give_back(held, attempt)
             if time.monotonic() > deadline:
-                raise AccountError(TOO_MANY_FAILURES, status=429, retry_after=1)
+                raise AccountError(TOO_MANY_FAILURES, Code.RATE_LIMITED, retry_after=1)
             await asyncio.sleep(0.05)
 
     async def _give_back(self, keys: list[str], attempt: str) -> None:
@@ -139,14 +139,15 @@ class Accounts:
             await self.limits.close_slot(f"login:{key}", attempt)
 
     async def _check_throttle(self, keys: list[str]) -> list[int]:
-        """Raise 429 when a key has no tries left in the window; else the tries left."""
+        """Refuse (rate_limited) when a key has no tries left in the window; else the tries left."""
         now = utcnow()
         left = []
         for key, limit in zip(keys, (MAX_FAILURES_PER_USER, MAX_FAILURES_PER_ADDRESS), strict=True):
             count, oldest = await self.storage.login_failures(key, now - FAILURE_WINDOW)
             if count >= limit and oldest is not None:
                 wait = (oldest + FAILURE_WINDOW - now).total_seconds()
-                raise AccountError(TOO_MANY_FAILURES, status=429, retry_after=max(1, int(wait) + 1))
+                raise AccountError(TOO_MANY_FAILURES, Code.RATE_LIMITED,
+                                   retry_after=max(1, int(wait) + 1))
             left.append(limit - count)
         return left
 

@@ -16,6 +16,7 @@ from datetime import timedelta
 from .accounts import AccountError, Accounts, check_password, token_hash
 from .broker.hub import Hub
 from .events import CLOSE_LOGGED_OUT, PRESENCE_CHANNEL, encode, session_channel, user_channel
+from .refusals import Code
 from .storage import AccountRow, AuditEntry, Invite, Storage, User
 from .storage.models import utcnow
 
@@ -27,7 +28,7 @@ CLI_ACTOR = "(command line)"
 
 
 class AdminError(AccountError):
-    """An admin action refused: 400 bad input, 403 not allowed, 404 unknown, 409 conflict."""
+    """An admin action refused: bad_request, forbidden, not_found (unknown) or conflict."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,7 @@ class Administration:
         if not await self.open_registration():
             why = ("Registration is by invitation only." if self.registration == "invite"
                    else "Registration is closed: ask an administrator for an account.")
-            raise AdminError(why, 403)
+            raise AdminError(why, Code.FORBIDDEN)
         user = await self.accounts.register(username, password)
         await self.record(user.username, "register", user.username, address)
         return user
@@ -67,7 +68,7 @@ class Administration:
     async def join(self, code: str, username: str, password: str, address: str) -> User:
         """Register through an invite; one of its uses goes only if the account is made."""
         if len(code) > 64 or not await self.storage.take_invite(code, utcnow()):
-            raise AdminError("This invite link is expired, used up or revoked.", 404)
+            raise AdminError("This invite link is expired, used up or revoked.", Code.NOT_FOUND)
         try:
             user = await self.accounts.register(username, password)
         except BaseException:
@@ -92,7 +93,7 @@ class Administration:
 
     async def revoke_invite(self, actor: User, code: str, address: str) -> None:
         if len(code) > 64 or not await self.storage.revoke_invite(code):
-            raise AdminError("There is no such invite.", 404)
+            raise AdminError("There is no such invite.", Code.NOT_FOUND)
         await self.record(actor.username, "revoke invite", code[:8] + "…", address)
 
     # accounts
@@ -119,11 +120,11 @@ class Administration:
         """Set a new password through a reset link (once) and end every session."""
         check_password(password)
         if not token or len(token) > 128:
-            raise AdminError("This reset link is used or expired.", 404)
+            raise AdminError("This reset link is used or expired.", Code.NOT_FOUND)
         password_hash = await self.accounts.passwords.hash(password)
         user = await self.storage.reset_user(token_hash(token), utcnow(), use=True)
         if user is None:
-            raise AdminError("This reset link is used or expired.", 404)
+            raise AdminError("This reset link is used or expired.", Code.NOT_FOUND)
         await self.storage.set_password_hash(user.id, password_hash)
         ended = await self.storage.delete_sessions_of(user.id, None)
         await self._close(user, ended)
@@ -134,7 +135,7 @@ class Administration:
         user = await self._user(username)
         ended = await self.storage.set_active(user.id, False)
         if ended is None:
-            raise AdminError("The last admin cannot be deactivated.", 409)
+            raise AdminError("The last admin cannot be deactivated.", Code.CONFLICT)
         await self._close(user, ended)
         await self._announce(username)
         await self.record(actor, "deactivate", user.username, address)
@@ -148,7 +149,7 @@ class Administration:
     async def set_admin(self, actor: str, username: str, admin: bool, address: str) -> None:
         user = await self._user(username)
         if not await self.storage.set_admin(user.id, admin):
-            raise AdminError("The last admin cannot be revoked.", 409)
+            raise AdminError("The last admin cannot be revoked.", Code.CONFLICT)
         await self._announce(username)
         await self.record(actor, "grant admin" if admin else "revoke admin", user.username,
                           address)
@@ -163,7 +164,7 @@ class Administration:
     async def _user(self, username: str) -> User:
         user = await self.storage.user_by_name(username) if len(username) <= 64 else None
         if user is None:
-            raise AdminError("There is no such user.", 404)
+            raise AdminError("There is no such user.", Code.NOT_FOUND)
         return user
 
     async def _close(self, user: User, hashes: list[str]) -> None:
@@ -186,7 +187,8 @@ def _whole(text: str, what: str, low: int, high: int) -> int:
     except ValueError:
         value = -1
     if not low <= value <= high:
-        raise AdminError(f"{what} must be a whole number from {low} to {high}.", 400)
+        raise AdminError(f"{what} must be a whole number from {low} to {high}.",
+                         Code.BAD_REQUEST)
     return value
 
 

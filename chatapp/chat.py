@@ -26,6 +26,7 @@ from .events import (
 )
 from .limits import MEMBER_ADD_RATE, ROOM_CREATE_RATE, Limits, MemoryLimits
 from .names import InvalidNameError, clean_name, name_keys
+from .refusals import Code, DomainError
 from .storage import (
     MAX_REACTIONS,
     NOTIFY_CHOICES,
@@ -62,21 +63,11 @@ CATCH_UP_LIMIT = 2000
 Answer = Callable[["RoomEvent | None"], None]
 
 
-class ChatError(Exception):
-    """A request the domain refuses; ``code`` is the websocket error code."""
+class ChatError(DomainError):
+    """A chat request the domain refuses (a ``Code`` such as ``"invalid"``)."""
 
-    STATUS = {"invalid": 422, "forbidden": 403, "not_found": 404, "conflict": 409,
-              "too_large": 422}
-
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
-
-    @property
-    def status(self) -> int:
-        return self.STATUS.get(self.code, 400)
+    def __init__(self, code: Code | str, message: str, field: str | None = None) -> None:
+        super().__init__(code, message, field)
 
 
 # Lone surrogates (from JSON escapes like "\\ud800") are not text: SQLite and the
@@ -434,7 +425,8 @@ class Chat:
         return summary
 
     async def _refuse_clashing_name(self, user: User, name: str) -> None:
-        """409 for a name like one of the rooms this user can see (case, confusables).
+        """Refuse (conflict) a name like one of the rooms this user can see (case,
+        confusables).
 
         Rooms they cannot see (others' private rooms, DMs) are not compared: the
         answer must not tell that those exist.

@@ -24,9 +24,11 @@ from .events import (
     room_channel,
 )
 from .limits import RateLimitError
+from .refusals import DomainError
 from .sendqueue import SendQueue
 from .services import Services
 from .storage import Message, Room, RoomEvent, RoomSummary, StorageUnavailable, User
+from .web.refusals import answer
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +40,8 @@ UNAVAILABLE_RETRY_AFTER = 5  # seconds, in the ``unavailable`` error
 Handler = Callable[["Connection", dict[str, Any], "str | None"], Awaitable[None]]
 
 
-class FrameError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class FrameError(DomainError):
+    """A frame that is not what the protocol asks for (SPEC §6)."""
 
 
 class Connection:
@@ -104,14 +103,12 @@ class Connection:
                 await handler(self, frame, ref)
         except jsonin.JsonError as error:  # not JSON, nested too deep, a huge number
             self.error("invalid", f"a frame must be JSON text: {error.message}", {})
-        except FrameError as error:
-            self.error(error.code, error.message, frame)
-        except ChatError as error:
-            self.error(error.code, error.message, frame)
+        except (FrameError, ChatError) as error:
+            self.error(answer(error).code, error.message, frame)
         except StorageUnavailable as error:
             self.unavailable(error, frame)
         except RateLimitError as error:
-            self.error(error.code, error.message, frame,
+            self.error(answer(error).code, error.message, frame,
                        retry_after=round(error.retry_after + 0.05, 1))
 
     async def _pipeline(self, frame: dict[str, Any], ref: str | None) -> None:
@@ -134,7 +131,7 @@ class Connection:
         try:
             await _send(self, frame, ref)
         except (FrameError, ChatError) as error:
-            self.error(error.code, error.message, frame)
+            self.error(answer(error).code, error.message, frame)
         except StorageUnavailable as error:
             self.unavailable(error, frame)
         except Exception:

@@ -9,8 +9,9 @@ from quart import Quart, Request, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError, NotFound
 
 from . import jsonin
-from .limits import RateLimitError
+from .refusals import DomainError
 from .storage import StorageUnavailable
+from .web.refusals import answer, retry_after_header
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5  # what a 503 for an unavailable database suggests
@@ -89,6 +90,24 @@ def json_error(
     return response
 
 
+def json_refusal(error: DomainError) -> Response:
+    """A domain refusal as SPEC §4's error object, its status from ``web.refusals``."""
+    status, code = answer(error)
+    return with_retry_after(json_error(status, error.message, code, error.field), error)
+
+
+async def refusal_page(error: DomainError) -> Response:
+    """A domain refusal as an error page, for a browser."""
+    return with_retry_after(await html_error(answer(error).status, error.message), error)
+
+
+def with_retry_after(response: Response, error: DomainError) -> Response:
+    seconds = retry_after_header(error)
+    if seconds is not None:
+        response.headers["Retry-After"] = seconds
+    return response
+
+
 def wants_json() -> bool:
     return request.path.startswith(("/api/", "/hooks/")) or request.path in ("/healthz",)
 
@@ -145,13 +164,11 @@ def init_app(app: Quart) -> None:
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
 
-    @app.errorhandler(RateLimitError)
-    async def handle_rate_limited(error: RateLimitError) -> Response:
-        # Any per-user limit (chatapp.limits), wherever it is checked: 429, never a 500.
-        response = (json_error(429, error.message, error.code) if wants_json()
-                    else await html_error(429, error.message))
-        response.headers["Retry-After"] = error.retry_after_header
-        return response
+    @app.errorhandler(DomainError)
+    async def handle_refusal(error: DomainError) -> Response:
+        # A refusal no blueprint answered (a per-user limit, wherever it is checked):
+        # its status from the one table, never a 500.
+        return json_refusal(error) if wants_json() else await refusal_page(error)
 
     @app.errorhandler(Exception)
     async def handle_crash(error: Exception) -> Response:

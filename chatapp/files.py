@@ -26,7 +26,7 @@ INLINE_TYPES = frozenset(IMAGE_TYPES.values())
 
 
 class ImageRefusedError(Exception):
-    """An image that is too large to decode, or that does not decode (SPEC: 422)."""
+    """An image that is too large to decode, or that does not decode (refused: SPEC §10)."""
 
 
 @dataclass(frozen=True)

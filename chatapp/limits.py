@@ -17,12 +17,12 @@ uploads, webhooks) add theirs here and call ``check``.
 
 from __future__ import annotations
 
-import math
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
 
 from .config import Rate
+from .refusals import Code, DomainError
 
 # Defaults for limits without a setting of their own (README "Configuration").
 ROOM_CREATE_RATE = Rate(10, 600)  # rooms one user may create per 10 minutes
@@ -32,20 +32,13 @@ UPLOAD_RATE = Rate(60, 600)  # for uploads (SPEC §10), when they land
 WEBHOOK_RATE = Rate(600, 60)  # webhook posts (SPEC §12), per hook (chatapp/webhooks.py)
 
 
-class RateLimitError(Exception):
+class RateLimitError(DomainError):
     """A limit is spent; ``retry_after`` seconds until the next event is allowed."""
 
-    code = "rate_limited"
+    retry_after: float
 
     def __init__(self, retry_after: float, message: str = "too many requests; slow down") -> None:
-        super().__init__(message)
-        self.message = message
-        self.retry_after = retry_after
-
-    @property
-    def retry_after_header(self) -> str:
-        """Whole seconds for an HTTP ``Retry-After``, never 0."""
-        return str(max(1, math.ceil(self.retry_after)))
+        super().__init__(Code.RATE_LIMITED, message, retry_after=retry_after)
 
 
 class Limits(ABC):

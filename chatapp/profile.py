@@ -23,6 +23,7 @@ from .devices import Device, describe
 from .events import CLOSE_LOGGED_OUT, PRESENCE_CHANNEL, encode, session_channel
 from .names import InvalidNameError, clean_name
 from .passwords import Passwords
+from .refusals import Code
 from .storage import Storage, TokenInfo, User
 from .storage.models import utcnow
 
@@ -30,7 +31,8 @@ LABEL_MAX = 64
 
 
 class ProfileError(AccountError):
-    """A change the user must correct (400/403/409), or an id not theirs (404)."""
+    """A change the user must correct (bad_request, forbidden, rate_limited), or an id
+    not theirs (not_found)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +62,10 @@ class Profile:
         try:
             name = clean_name(display_name, "display_name")
         except InvalidNameError as error:
-            raise ProfileError(_sentence(error.message), 400) from None
+            raise ProfileError(_sentence(error.message), Code.BAD_REQUEST) from None
         updated = await self.storage.set_display_name(user.id, name)
         if updated is None:
-            raise ProfileError("Your account no longer exists.", 404)
+            raise ProfileError("Your account no longer exists.", Code.NOT_FOUND)
         await self.hub.publish(PRESENCE_CHANNEL, encode("user_updated",
                                                         user=updated.listing_json()))
         return updated
@@ -74,20 +76,20 @@ class Profile:
         """Set a new password (the current one is required); end every other session.
 
         Returns how many sessions ended. ``keep`` is the session making the change.
-        Wrong current passwords count like failed logins (5 in 15 minutes, then 429),
-        so a borrowed session cannot guess the password here instead of at /login."""
+        Wrong current passwords count like failed logins (5 in 15 minutes, then
+        rate_limited), so a borrowed session cannot guess the password here instead of at /login."""
         key = f"password:{user.id}"
         now = utcnow()
         count, oldest = await self.storage.login_failures(key, now - FAILURE_WINDOW)
         if count >= MAX_FAILURES_PER_USER and oldest is not None:
             wait = (oldest + FAILURE_WINDOW - now).total_seconds()
-            raise ProfileError("Too many wrong passwords. Try again later.", 429,
-                               retry_after=max(1, int(wait) + 1))
+            raise ProfileError("Too many wrong passwords. Try again later.",
+                               Code.RATE_LIMITED, retry_after=max(1, int(wait) + 1))
         fresh = await self.storage.user_by_name(user.username)
         stored = fresh.password_hash if fresh is not None else None
         if not await self.passwords.verify(stored, current[:1024]):
             await self.storage.record_login_failure([key])
-            raise ProfileError("The current password is not right.", 403)
+            raise ProfileError("The current password is not right.", Code.FORBIDDEN)
         check_password(new)
         await self.storage.set_password_hash(user.id, await self.passwords.hash(new))
         return await self.end_sessions(user, keep_token=keep)
@@ -101,7 +103,7 @@ class Profile:
         ]
 
     async def end_session(self, user: User, session_id: str, current_token: str | None) -> bool:
-        """End one of the user's sessions by its id (404 when not theirs).
+        """End one of the user's sessions by its id (not_found when not theirs).
 
         Returns whether it was the current one (the caller then clears the cookie)."""
         for record in await self.storage.sessions_of(user.id):
@@ -110,7 +112,7 @@ class Profile:
                 await self._close_sockets([record.token_hash])
                 return current_token is not None and record.token_hash == token_hash(
                     current_token)
-        raise ProfileError("There is no such session.", 404)
+        raise ProfileError("There is no such session.", Code.NOT_FOUND)
 
     async def end_sessions(self, user: User, keep_token: str | None) -> int:
         """End every session of the user but ``keep_token``'s; how many ended."""
@@ -131,7 +133,7 @@ class Profile:
         try:
             label = clean_name(label, "label", LABEL_MAX)
         except InvalidNameError as error:
-            raise ProfileError(_sentence(error.message), 400) from None
+            raise ProfileError(_sentence(error.message), Code.BAD_REQUEST) from None
         token = "chatapp_" + secrets.token_urlsafe(32)
         hashed = token_hash(token)
         await self.storage.create_api_token(hashed, user.id, label)
@@ -139,12 +141,12 @@ class Profile:
         return NewToken(found[0], token)
 
     async def revoke_token(self, token_id: str, user: User | None = None) -> TokenInfo:
-        """Revoke a token by id: the user's own (404 otherwise), or any (``user`` None)."""
+        """Revoke a token by id: the user's own (not_found otherwise), or any (``user`` None)."""
         found = await self.storage.api_tokens(
             user_id=None if user is None else user.id, token_id=token_id)
         exact = [t for t in found if t.id == token_id]
         if len(exact) != 1:
-            raise ProfileError("There is no such token.", 404)
+            raise ProfileError("There is no such token.", Code.NOT_FOUND)
         await self.storage.delete_api_token(exact[0].token_hash)
         return exact[0]
 

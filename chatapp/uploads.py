@@ -24,6 +24,7 @@ from typing import BinaryIO
 from . import files
 from .limits import UPLOAD_RATE, Limits
 from .names import BIDI_CONTROLS, INVISIBLE
+from .refusals import Code, DomainError
 from .storage import Storage, Upload, User
 
 ORPHAN_AGE = timedelta(hours=24)
@@ -34,15 +35,11 @@ WRITE_BATCH = 256 * 1024  # bytes gathered before one write in the worker thread
 DECODING_AT_ONCE = 2
 
 
-class UploadError(Exception):
-    """An upload refused; ``status`` and ``code`` as the API answers them."""
+class UploadError(DomainError):
+    """An upload refused (``invalid``, ``file_too_large``); about the field ``file``."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = "file") -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
+    def __init__(self, code: Code | str, message: str, field: str | None = "file") -> None:
+        super().__init__(code, message, field)
 
 
 def clean_filename(raw: str | None) -> str:
@@ -97,8 +94,8 @@ class Uploads:
     async def store(self, user: User, filename: str | None,
                     chunks: AsyncIterator[bytes]) -> Upload:
         """Write the stream to disk, check and record it; UploadError when refused
-        (413 past ``max_bytes``, 422 for an image that is too large or broken), and
-        then nothing of it stays on disk."""
+        (file_too_large past ``max_bytes``, invalid for an image that is too large or
+        broken), and then nothing of it stays on disk."""
         name = clean_filename(filename)
         key = secrets.token_hex(16)
         part = self.directory / f"{key}.part"
@@ -115,7 +112,7 @@ class Uploads:
                         info = await asyncio.to_thread(
                             files.make_safe_image, part, self._path(key), self._thumb(key))
                 except files.ImageRefusedError as refused:
-                    raise UploadError(422, "invalid", str(refused)) from None
+                    raise UploadError(Code.INVALID, str(refused)) from None
                 content_type, width, height = info.content_type, info.width, info.height
                 size = (await asyncio.to_thread(self._path(key).stat)).st_size
                 await asyncio.to_thread(part.unlink)
@@ -136,7 +133,7 @@ class Uploads:
             size += len(chunk)
             if size > self.max_bytes:
                 raise UploadError(
-                    413, "too_large",
+                    Code.FILE_TOO_LARGE,
                     f"the file is larger than {self.max_bytes // (1024 * 1024)} MB")
             if len(head) < files.SNIFF_BYTES:
                 head += chunk[: files.SNIFF_BYTES - len(head)]
@@ -148,7 +145,7 @@ class Uploads:
         if pending:
             await asyncio.to_thread(handle.writelines, pending)
         if size == 0:
-            raise UploadError(422, "invalid", "the file is empty")
+            raise UploadError(Code.INVALID, "the file is empty")
         return size, head
 
     async def readable(self, user: User | None, upload_id: int) -> Upload | None:

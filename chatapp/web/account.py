@@ -9,16 +9,18 @@ from quart import Blueprint, Response, g, render_template, request, session, url
 from quart.typing import ResponseReturnValue
 
 from ..accounts import AccountError
-from ..errors import html_error
+from ..errors import refusal_page, with_retry_after
 from ..profile import NewToken, ProfileError
-from ..security import CSRFError, check_csrf, current_user
+from ..refusals import Code
+from ..security import current_user
 from ..services import services
 from ..storage import User
+from .forms import signed_in_form
 from .redirects import login_url, see_other
+from .refusals import answer
 
 bp = Blueprint("account", __name__)
 
-FORM_EXPIRED = "The form expired. Please try again."
 NOTICES = {  # ?done=KEY after a 303: fixed texts, so a link cannot put words on the page
     "profile": "Display name saved.",
     "password": "Password changed. Your other sessions were signed out.",
@@ -52,17 +54,7 @@ def _back(done: str) -> ResponseReturnValue:
     return see_other(url_for("account.page", done=done))
 
 
-async def _form() -> tuple[User | None, Any]:
-    """The signed-in user and the form, once its CSRF token is checked."""
-    form = await request.form
-    user = current_user()
-    if user is None:
-        return None, form
-    try:
-        check_csrf(form.get("csrf_token"))
-    except CSRFError:
-        raise ProfileError(FORM_EXPIRED, 400) from None
-    return user, form
+signed_in = signed_in_form(ProfileError, "account.page")
 
 
 @bp.errorhandler(AccountError)
@@ -70,12 +62,9 @@ async def _refused(error: AccountError) -> ResponseReturnValue:
     user = current_user()
     if user is None:
         return see_other(login_url(url_for("account.page")))
-    if error.status == 404:
-        return await html_error(404, str(error))
-    response = await _page(user, error.status, error=str(error))
-    if error.retry_after is not None:
-        response.headers["Retry-After"] = str(error.retry_after)
-    return response
+    if error.code == Code.NOT_FOUND:
+        return await refusal_page(error)
+    return with_retry_after(await _page(user, answer(error).status, error=str(error)), error)
 
 
 @bp.get("/account")
@@ -88,11 +77,9 @@ async def page() -> ResponseReturnValue:
 
 
 @bp.post("/account/profile")
-async def profile() -> ResponseReturnValue:
+@signed_in
+async def profile(user: User, form: Any) -> ResponseReturnValue:
     """Set the display name; every connection hears of it."""
-    user, form = await _form()
-    if user is None:
-        return see_other(login_url(url_for("account.page")))
     name = form.get("display_name", "")
     try:
         await services().profile.rename(user, name)
@@ -100,16 +87,14 @@ async def profile() -> ResponseReturnValue:
         # Shown again without the invisible characters it was refused for, so that
         # sending it again as it looks works.
         shown = "".join(c for c in name[:256] if unicodedata.category(c) not in ("Cc", "Cf"))
-        return await _page(user, error.status, error=str(error), display_name=shown)
+        return await _page(user, answer(error).status, error=str(error), display_name=shown)
     return _back("profile")
 
 
 @bp.post("/account/password")
-async def password() -> ResponseReturnValue:
+@signed_in
+async def password(user: User, form: Any) -> ResponseReturnValue:
     """Change the password (the current one is required); end every other session."""
-    user, form = await _form()
-    if user is None:
-        return see_other(login_url(url_for("account.page")))
     await services().profile.change_password(
         user, form.get("current_password", ""), form.get("new_password", ""),
         g.get("session_token"))
@@ -117,11 +102,9 @@ async def password() -> ResponseReturnValue:
 
 
 @bp.post("/account/sessions/<session_id>/revoke")
-async def revoke_session(session_id: str) -> ResponseReturnValue:
+@signed_in
+async def revoke_session(user: User, form: Any, session_id: str) -> ResponseReturnValue:
     """Sign one session out (404 unless it is the user's); its websockets close."""
-    user, _ = await _form()
-    if user is None:
-        return see_other(login_url(url_for("account.page")))
     if await services().profile.end_session(user, session_id, g.get("session_token")):
         session.clear()  # this very session: signed out here too
         return see_other(url_for("auth.login"))
@@ -129,31 +112,25 @@ async def revoke_session(session_id: str) -> ResponseReturnValue:
 
 
 @bp.post("/account/sessions/revoke-others")
-async def revoke_others() -> ResponseReturnValue:
+@signed_in
+async def revoke_others(user: User, form: Any) -> ResponseReturnValue:
     """Sign out every session but this one."""
-    user, _ = await _form()
-    if user is None:
-        return see_other(login_url(url_for("account.page")))
     await services().profile.end_sessions(user, keep_token=g.get("session_token"))
     return _back("others")
 
 
 @bp.post("/account/tokens")
-async def create_token() -> ResponseReturnValue:
+@signed_in
+async def create_token(user: User, form: Any) -> ResponseReturnValue:
     """Create an API token; the page shows it this once (never in a URL)."""
-    user, form = await _form()
-    if user is None:
-        return see_other(login_url(url_for("account.page")))
     new = await services().profile.create_token(user, form.get("label", ""))
     return await _page(user, notice="Token created. Copy it now: it is not shown again.",
                        new_token=new)
 
 
 @bp.post("/account/tokens/<token_id>/revoke")
-async def revoke_token(token_id: str) -> ResponseReturnValue:
+@signed_in
+async def revoke_token(user: User, form: Any, token_id: str) -> ResponseReturnValue:
     """Revoke one of the user's API tokens (404 unless it is theirs)."""
-    user, _ = await _form()
-    if user is None:
-        return see_other(login_url(url_for("account.page")))
     await services().profile.revoke_token(token_id, user)
     return _back("token-revoked")

@@ -13,16 +13,18 @@ from quart.typing import ResponseReturnValue
 
 from ..accounts import AccountError
 from ..admin import AdminError
-from ..errors import html_error
-from ..security import CSRFError, check_csrf, current_user, remote_address, start_session
+from ..errors import html_error, refusal_page
+from ..refusals import Code
+from ..security import current_user, remote_address, start_session
 from ..services import services
 from ..storage import User
 from ..storage.models import utcnow
+from .forms import check_form, signed_in_form
 from .redirects import login_url, see_other
+from .refusals import answer
 
 bp = Blueprint("admin", __name__)
 
-FORM_EXPIRED = "The form expired. Please try again."
 NOT_ADMIN = "Only administrators may see or use this page."
 NOTICES = {  # ?done=KEY after a 303: fixed texts, so a link cannot put words on the page
     "invite-revoked": "Invite revoked.",
@@ -48,27 +50,23 @@ async def _page(user: User, status: int = 200, *, error: str | None = None,
     return Response(html, status=status, mimetype="text/html")
 
 
-async def _admin_form() -> tuple[User | None, Any]:
-    """The signed-in admin and the form once its CSRF token is checked; raises 403/400."""
-    form = await request.form
-    user = current_user()
-    if user is None:
-        return None, form
+def _must_be_admin(user: User) -> None:
     if not user.is_admin:
-        raise AdminError(NOT_ADMIN, 403)
-    try:
-        check_csrf(form.get("csrf_token"))
-    except CSRFError:
-        raise AdminError(FORM_EXPIRED, 400) from None
-    return user, form
+        raise AdminError(NOT_ADMIN, Code.FORBIDDEN)
+
+
+# The signed-in admin and the form once its CSRF token is checked (else forbidden or
+# bad_request).
+admin_form = signed_in_form(AdminError, "admin.page", _must_be_admin)
 
 
 @bp.errorhandler(AccountError)
 async def _refused(error: AccountError) -> ResponseReturnValue:
     user = current_user()
-    if user is None or not user.is_admin or error.status == 404 and request.method == "GET":
-        return await html_error(error.status, str(error))
-    return await _page(user, error.status, error=str(error))
+    if (user is None or not user.is_admin
+            or error.code == Code.NOT_FOUND and request.method == "GET"):
+        return await refusal_page(error)
+    return await _page(user, answer(error).status, error=str(error))
 
 
 @bp.get("/admin")
@@ -83,11 +81,9 @@ async def page() -> ResponseReturnValue:
 
 
 @bp.post("/admin/invites")
-async def create_invite() -> ResponseReturnValue:
+@admin_form
+async def create_invite(user: User, form: Any) -> ResponseReturnValue:
     """Create an invite link with a number of uses and days until it expires."""
-    user, form = await _admin_form()
-    if user is None:
-        return see_other(login_url(url_for("admin.page")))
     invite = await services().admin.create_invite(
         user, form.get("uses", "1"), form.get("expires_days", "7"), remote_address())
     return await _page(user, notice="Invite created.",
@@ -96,36 +92,31 @@ async def create_invite() -> ResponseReturnValue:
 
 
 @bp.post("/admin/invites/<code>/revoke")
-async def revoke_invite(code: str) -> ResponseReturnValue:
+@admin_form
+async def revoke_invite(user: User, form: Any, code: str) -> ResponseReturnValue:
     """Revoke an invite: its link stops working."""
-    user, _ = await _admin_form()
-    if user is None:
-        return see_other(login_url(url_for("admin.page")))
     await services().admin.revoke_invite(user, code, remote_address())
     return see_other(url_for("admin.page", done="invite-revoked"))
 
 
 @bp.post("/admin/users")
-async def create_user() -> ResponseReturnValue:
+@admin_form
+async def create_user(user: User, form: Any) -> ResponseReturnValue:
     """Create an account (whatever the registration mode)."""
-    user, form = await _admin_form()
-    if user is None:
-        return see_other(login_url(url_for("admin.page")))
     username = form.get("username", "")
     try:
         await services().admin.create_user(user, username, form.get("password", ""),
                                            remote_address())
     except AccountError as error:
-        return await _page(user, error.status, error=str(error), new_username=username)
+        return await _page(user, answer(error).status, error=str(error),
+                           new_username=username)
     return see_other(url_for("admin.page", done="user-created"))
 
 
 @bp.post("/admin/users/<name>/reset-link")
-async def reset_link(name: str) -> ResponseReturnValue:
+@admin_form
+async def reset_link(user: User, form: Any, name: str) -> ResponseReturnValue:
     """Make a one-time password reset link for a user, valid 24 hours (shown once)."""
-    user, _ = await _admin_form()
-    if user is None:
-        return see_other(login_url(url_for("admin.page")))
     token = await services().admin.reset_link(user.username, name, remote_address())
     response = await _page(user, notice="Reset link made: give it to them; it works once, "
                            "for 24 hours.",
@@ -139,9 +130,11 @@ async def user_action(name: str, action: str) -> ResponseReturnValue:
     """Deactivate, reactivate, grant or revoke admin."""
     if action not in USER_ACTIONS:
         return await html_error(404, "There is no such page.")
-    user, _ = await _admin_form()
-    if user is None:
-        return see_other(login_url(url_for("admin.page")))
+    return await _user_action(name=name, action=action)
+
+
+@admin_form
+async def _user_action(user: User, form: Any, name: str, action: str) -> ResponseReturnValue:
     admin, address = services().admin, remote_address()
     if action == "deactivate":
         await admin.deactivate(user.username, name, address)
@@ -163,14 +156,11 @@ async def join(code: str) -> ResponseReturnValue:
     form = await request.form
     username = form.get("username", "")
     try:
-        try:
-            check_csrf(form.get("csrf_token"))
-        except CSRFError:
-            raise AccountError(FORM_EXPIRED, 400) from None
+        check_form(form)
         user = await admin.join(code, username, form.get("password", ""), remote_address())
     except AccountError as error:
-        return await _join_page(code, error.status, error=str(error), username=username,
-                                usable=error.status != 404)
+        return await _join_page(code, answer(error).status, error=str(error),
+                                username=username, usable=error.code != Code.NOT_FOUND)
     login = await services().accounts.start_session(
         user, request.headers.get("User-Agent", ""), remote_address())
     start_session(login.token)
@@ -195,13 +185,11 @@ async def reset(token: str) -> ResponseReturnValue:
         return await _reset_page(token, 200, target)
     form = await request.form
     try:
-        try:
-            check_csrf(form.get("csrf_token"))
-        except CSRFError:
-            raise AccountError(FORM_EXPIRED, 400) from None
+        check_form(form)
         await admin.reset_password(token, form.get("password", ""), remote_address())
     except AccountError as error:
-        return await _reset_page(token, error.status, None if error.status == 404 else target,
+        gone = error.code == Code.NOT_FOUND
+        return await _reset_page(token, answer(error).status, None if gone else target,
                                  error=str(error))
     return see_other(url_for("auth.login"))
 

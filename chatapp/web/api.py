@@ -8,7 +8,7 @@ from quart import Blueprint, current_app, request
 
 from .. import dms, search
 from ..chat import PAGE_DEFAULT, PAGE_MAX, ChatError
-from ..errors import ApiError, json_error
+from ..errors import ApiError, json_refusal
 from ..security import UNSAFE_METHODS, CSRFError, bearer_authenticated, check_csrf, current_user
 from ..services import services
 from ..storage import Message, RoomSummary, User
@@ -33,7 +33,7 @@ async def authenticate() -> None:
 @bp.errorhandler(ChatError)
 async def chat_error(error: ChatError) -> Any:
     # An error handler's own exception is not handled again: answer directly.
-    return json_error(error.status, error.message, error.code, error.field)
+    return json_refusal(error)
 
 
 def _user() -> User:

@@ -8,27 +8,20 @@ from quart import Blueprint, Response, g, render_template, request, session, url
 from quart.typing import ResponseReturnValue
 
 from ..accounts import AccountError, token_hash
-from ..errors import html_error
+from ..errors import html_error, with_retry_after
 from ..events import CLOSE_LOGGED_OUT, encode, session_channel
+from ..refusals import Code
 from ..security import CSRFError, check_csrf, remote_address, start_session
 from ..services import services
+from .forms import FORM_EXPIRED, check_form
 from .redirects import safe_next, see_other
+from .refusals import answer
 
 bp = Blueprint("auth", __name__)
-
-FORM_EXPIRED = "The form expired. Please try again."
-
 
 async def _page(template: str, status: int, **context: Any) -> Response:
     html = await render_template(template, **context)
     return Response(html, status=status, mimetype="text/html")
-
-
-def _check_form_csrf(form: Any) -> None:
-    try:
-        check_csrf(form.get("csrf_token"))
-    except CSRFError:
-        raise AccountError(FORM_EXPIRED, 400) from None
 
 
 @bp.route("/register", methods=["GET", "POST"])
@@ -43,11 +36,12 @@ async def register() -> ResponseReturnValue:
     form = await request.form
     username = form.get("username", "")
     try:
-        _check_form_csrf(form)
+        check_form(form)
         user = await admin.register(username, form.get("password", ""), remote_address())
     except AccountError as error:
-        return await _page("register.html", error.status, error=str(error), username=username,
-                           closed=admin.registration if error.status == 403 else None)
+        closed = admin.registration if error.code == Code.FORBIDDEN else None
+        return await _page("register.html", answer(error).status, error=str(error),
+                           username=username, closed=closed)
     login = await services().accounts.start_session(
         user, request.headers.get("User-Agent", ""), remote_address())
     start_session(login.token)
@@ -63,20 +57,17 @@ async def login() -> ResponseReturnValue:
     form = await request.form
     username, next_path = form.get("username", ""), safe_next(form.get("next"))
     try:
-        _check_form_csrf(form)
+        check_form(form)
         user = await services().accounts.authenticate(
             username, form.get("password", ""), remote_address()
         )
     except AccountError as error:
-        if error.status == 403:  # deactivated: the password was right
+        if error.code == Code.FORBIDDEN:  # deactivated: the password was right
             await services().admin.record(username, "login refused (deactivated)", username,
                                           remote_address())
-        response = await _page(
-            "login.html", error.status, error=str(error), username=username, next=next_path
-        )
-        if error.retry_after is not None:
-            response.headers["Retry-After"] = str(error.retry_after)
-        return response
+        response = await _page("login.html", answer(error).status, error=str(error),
+                               username=username, next=next_path)
+        return with_retry_after(response, error)
     login = await services().accounts.start_session(
         user, request.headers.get("User-Agent", ""), remote_address())
     start_session(login.token)

@@ -25,8 +25,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, File, MultipartDecoder, NeedData
 
-from ..errors import ApiError, json_error
+from ..errors import ApiError, json_refusal
 from ..limits import RateLimitError
+from ..refusals import Code
 from ..security import current_user
 from ..services import services
 from ..uploads import UploadError
@@ -131,7 +132,7 @@ async def upload() -> Any:
     uploads = services().uploads
     declared = request.content_length
     if declared is not None and declared > uploads.max_bytes + MULTIPART_SLACK:
-        raise UploadError(413, "too_large",
+        raise UploadError(Code.FILE_TOO_LARGE,
                           f"the file is larger than {uploads.max_bytes // (1024 * 1024)} MB")
     mimetype, options = parse_options_header(request.headers.get("Content-Type", ""))
     boundary = options.get("boundary", "")
@@ -161,14 +162,12 @@ async def close_after_refusal(response: Response) -> Response:
 @bp.errorhandler(UploadError)
 @api.bp.errorhandler(UploadError)
 async def upload_refused(error: UploadError) -> Any:
-    return json_error(error.status, error.message, error.code, error.field)
+    return json_refusal(error)
 
 
 @bp.errorhandler(RateLimitError)
 async def rate_limited(error: RateLimitError) -> Any:
-    response = json_error(429, error.message, error.code)
-    response.headers["Retry-After"] = error.retry_after_header
-    return response
+    return json_refusal(error)
 
 
 class MultipartFile:

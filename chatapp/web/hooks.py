@@ -8,7 +8,7 @@ from typing import Any
 from quart import Blueprint, current_app, request
 
 from ..chat import ChatError
-from ..errors import ApiError, json_error
+from ..errors import ApiError, json_refusal
 from ..limits import WEBHOOK_RATE
 from ..services import services
 from ..webhooks import Webhooks
@@ -25,7 +25,7 @@ def webhooks() -> Webhooks:
 
 @bp.errorhandler(ChatError)
 async def chat_error(error: ChatError) -> Any:
-    return json_error(error.status, error.message, error.code, error.field)
+    return json_refusal(error)
 
 
 @bp.post("/<token>")
