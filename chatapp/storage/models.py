@@ -17,6 +17,11 @@ def isoformat(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def from_isoformat(text: str) -> datetime:
+    """The moment ``isoformat`` wrote (SQLite stores time as that text)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     id: int

@@ -42,7 +42,7 @@ from . import queries as q
 from . import sqlite_messages as one
 from . import sqlite_uploads as uploads
 from .migrations import migrate_sqlite
-from .models import isoformat, summary_from_row, utcnow
+from .models import from_isoformat, isoformat, summary_from_row, utcnow
 from .queries import MESSAGE_COLUMNS, USER_COLUMNS, for_sqlite, user_from_row
 from .search import SearchQuery, sqlite_search
 from .sqlite_admin import SQLiteAdmin
@@ -60,10 +60,6 @@ MENTIONS_ME = (
     "instr(' ' || m.mentions || ' ', ' room ') > 0"
 )
 UNREAD_COUNTS = q.unread_counts(MENTIONS_ME)
-
-
-def _moment(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 async def _configure(conn: aiosqlite.Connection) -> None:
@@ -224,7 +220,8 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
 
     async def sessions_of(self, user_id: int) -> list[SessionInfo]:
         rows = await self._all(q.SESSIONS_OF, (user_id,))
-        return [SessionInfo(r[0], _moment(r[1]), _moment(r[2]), r[3], r[4]) for r in rows]
+        return [SessionInfo(r[0], from_isoformat(r[1]), from_isoformat(r[2]), r[3], r[4])
+                for r in rows]
 
     async def delete_sessions_of(self, user_id: int, keep: str | None) -> list[str]:
         def op(conn: sqlite3.Connection) -> list[str]:
@@ -241,7 +238,7 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
         row = await self._one(q.SESSION, (token_hash,))
         if row is None:
             return None
-        last_seen = datetime.fromisoformat(row[0].replace("Z", "+00:00"))
+        last_seen = from_isoformat(row[0])
         if last_seen < idle_after:
             await self.delete_session(token_hash)
             return None
@@ -284,7 +281,7 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
             " ORDER BY t.created_at DESC",
             (user_id, user_id, token_id, token_id),
         )
-        return [TokenInfo(r[0], r[1], r[2], r[3], _moment(r[4])) for r in rows]
+        return [TokenInfo(r[0], r[1], r[2], r[3], from_isoformat(r[4])) for r in rows]
 
     async def delete_api_token(self, token_hash: str) -> None:
         await self._execute("DELETE FROM api_tokens WHERE token_hash = ?", (token_hash,))
@@ -300,7 +297,7 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
 
     async def login_failures(self, key: str, since: datetime) -> tuple[int, datetime | None]:
         row = await self._one(q.LOGIN_FAILURES, (key, isoformat(since)))
-        oldest = datetime.fromisoformat(row[1].replace("Z", "+00:00")) if row[1] else None
+        oldest = from_isoformat(row[1]) if row[1] else None
         return int(row[0]), oldest
 
     # housekeeping: bounded deletes on the writer, each its own short transaction

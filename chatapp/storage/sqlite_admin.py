@@ -13,11 +13,11 @@ from typing import Any
 
 from . import StorageError
 from . import queries as q
-from .models import AccountRow, AuditEntry, Invite, User, isoformat, utcnow
+from .models import AccountRow, AuditEntry, Invite, User, from_isoformat, isoformat, utcnow
 
 
 def _moment(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return None if text is None else from_isoformat(text)
 
 
 def _invite(row: Any) -> Invite:
