@@ -141,6 +141,8 @@ class PostgresWriter:
             except TimeoutError:
                 log.warning("PostgreSQL writer did not finish in %.0f s", CLOSE_TIMEOUT)
                 self._task.cancel()
+            except Exception:  # crashed (logged by _log_crash): close the connection anyway
+                pass
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
