@@ -16,7 +16,7 @@ from .chat import Chat, ChatError
 from .config import Rate
 from .limits import WEBHOOK_RATE, Limits
 from .storage import Message, Room, Storage, User, UsernameTaken, Webhook
-from .storage.sqlite_webhooks import NO_LOGIN
+from .storage.models import NO_LOGIN
 
 TOKEN_PREFIX = "hook_"
 MAX_TOKEN = 128  # a real token is 48 characters; longer is not worth hashing

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+NO_LOGIN = "!bot"  # a bot's password hash: not argon2, no password ever verifies against it
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -7,13 +7,9 @@ from typing import Any
 
 import asyncpg
 
-from .models import Webhook, isoformat
-
-WEBHOOK_SELECT = (
-    "SELECT h.id, r.slug, h.room_id, h.bot_id, h.name, h.created_at"
-    " FROM webhooks h JOIN rooms r ON r.id = h.room_id"
-)
-NO_LOGIN = "!bot"  # not an argon2 hash: no password ever verifies against it
+from . import queries as q
+from .models import NO_LOGIN, Webhook, isoformat
+from .queries import numbered
 
 
 def _webhook(row: Any) -> Webhook:
@@ -46,21 +42,17 @@ class PostgresWebhooks:
                 " created_at) VALUES ($1, $2, $3, $4, $5, clock_timestamp()) RETURNING id",
                 token_hash, room_id, row["id"], name, creator_id,
             )
-            found = await conn.fetchrow(f"{WEBHOOK_SELECT} WHERE h.id = $1", hook_id)
+            found = await conn.fetchrow(numbered(q.WEBHOOK), hook_id)
         return _webhook(found)
 
     async def webhooks(self, room_id: int) -> list[Webhook]:
         async with self._conn() as conn:
-            rows = await conn.fetch(f"{WEBHOOK_SELECT} WHERE h.room_id = $1 ORDER BY h.id",
-                                    room_id)
+            rows = await conn.fetch(numbered(q.WEBHOOKS_OF_ROOM), room_id)
         return [_webhook(row) for row in rows]
 
     async def webhook_for_token(self, token_hash: str) -> Webhook | None:
         async with self._conn() as conn:
-            # A deactivated bot's hooks stop with it (SPEC §11: its tokens end).
-            row = await conn.fetchrow(
-                f"{WEBHOOK_SELECT} JOIN users b ON b.id = h.bot_id"
-                " WHERE h.token_hash = $1 AND b.deactivated_at IS NULL", token_hash)
+            row = await conn.fetchrow(numbered(q.WEBHOOK_FOR_TOKEN), token_hash)
         return None if row is None else _webhook(row)
 
     async def delete_webhook(self, webhook_id: int) -> bool:

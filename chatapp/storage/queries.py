@@ -143,6 +143,16 @@ RESET_USER = (
     f" WHERE {LIVE_RESET}"
 )
 AUDIT = "SELECT at, actor, action, target, address FROM audit_log ORDER BY id DESC LIMIT ?"
+WEBHOOK_SELECT = (
+    "SELECT h.id, r.slug, h.room_id, h.bot_id, h.name, h.created_at"
+    " FROM webhooks h JOIN rooms r ON r.id = h.room_id"
+)
+WEBHOOK = f"{WEBHOOK_SELECT} WHERE h.id = ?"
+WEBHOOKS_OF_ROOM = f"{WEBHOOK_SELECT} WHERE h.room_id = ? ORDER BY h.id"
+WEBHOOK_FOR_TOKEN = (  # a deactivated bot's hooks stop with it (SPEC §11: its tokens end)
+    f"{WEBHOOK_SELECT} JOIN users b ON b.id = h.bot_id"
+    " WHERE h.token_hash = ? AND b.deactivated_at IS NULL"
+)
 
 
 def message_page(

@@ -5,13 +5,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from .models import Webhook, isoformat, utcnow
-
-WEBHOOK_SELECT = (
-    "SELECT h.id, r.slug, h.room_id, h.bot_id, h.name, h.created_at"
-    " FROM webhooks h JOIN rooms r ON r.id = h.room_id"
-)
-NO_LOGIN = "!bot"  # not an argon2 hash: no password ever verifies against it
+from . import queries as q
+from .models import NO_LOGIN, Webhook, isoformat, utcnow
 
 
 def _webhook(row: Any) -> Webhook:
@@ -53,22 +48,18 @@ class SQLiteWebhooks:
             )
             hook_id = cursor.fetchone()[0]
             cursor.close()
-            found = conn.execute(f"{WEBHOOK_SELECT} WHERE h.id = ?", (hook_id,)).fetchone()
+            found = conn.execute(q.WEBHOOK, (hook_id,)).fetchone()
             return _webhook(found)
 
         result: Webhook = await self._write(op)
         return result
 
     async def webhooks(self, room_id: int) -> list[Webhook]:
-        rows = await self._all(f"{WEBHOOK_SELECT} WHERE h.room_id = ? ORDER BY h.id",
-                               (room_id,))
+        rows = await self._all(q.WEBHOOKS_OF_ROOM, (room_id,))
         return [_webhook(row) for row in rows]
 
     async def webhook_for_token(self, token_hash: str) -> Webhook | None:
-        # A deactivated bot's hooks stop with it (SPEC §11: its tokens end).
-        row = await self._one(
-            f"{WEBHOOK_SELECT} JOIN users b ON b.id = h.bot_id"
-            " WHERE h.token_hash = ? AND b.deactivated_at IS NULL", (token_hash,))
+        row = await self._one(q.WEBHOOK_FOR_TOKEN, (token_hash,))
         return None if row is None else _webhook(row)
 
     async def delete_webhook(self, webhook_id: int) -> bool:
