@@ -15,7 +15,9 @@ from datetime import timedelta
 
 from .accounts import AccountError, Accounts, check_password, token_hash
 from .broker.hub import Hub
-from .events import CLOSE_LOGGED_OUT, PRESENCE_CHANNEL, encode, session_channel, user_channel
+from .channels import PRESENCE_CHANNEL, session_channel, user_channel
+from .closecodes import CLOSE_LOGGED_OUT
+from .events import encode
 from .refusals import Code
 from .storage import AccountRow, AuditEntry, Invite, Storage, User
 from .storage.models import utcnow

@@ -13,17 +13,9 @@ from typing import Any, TypeGuard
 from . import mentions
 from .broker import BrokerError
 from .broker.hub import Hub
+from .channels import ROOM_PREFIX, room_channel, user_channel
 from .emoji import is_reaction
-from .events import (
-    ROOM_PREFIX,
-    Event,
-    encode,
-    message_event,
-    message_json,
-    room_channel,
-    room_event,
-    user_channel,
-)
+from .events import Event, encode, message_event, message_json, room_event
 from .limits import MEMBER_ADD_RATE, ROOM_CREATE_RATE, Limits, MemoryLimits
 from .names import InvalidNameError, clean_name, name_keys
 from .refusals import Code, DomainError

@@ -11,18 +11,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from . import jsonin
+from .channels import room_channel
 from .chat import ChatError, is_text
+from .closecodes import CLOSE_INTERNAL_ERROR, CLOSE_TOO_BIG, CLOSE_UNSUPPORTED
 from .config import Rate
-from .events import (
-    CLOSE_INTERNAL_ERROR,
-    CLOSE_TOO_BIG,
-    CLOSE_UNSUPPORTED,
-    Event,
-    ack_event,
-    done_event,
-    encode,
-    room_channel,
-)
+from .events import Event, ack_event, done_event, encode
 from .limits import RateLimitError
 from .refusals import DomainError
 from .sendqueue import SendQueue

@@ -1,4 +1,7 @@
-"""Websocket events: built once as JSON text, then shared by every recipient."""
+"""Websocket events: built once as JSON text, then shared by every recipient.
+
+Which channel carries them: ``channels.py``; how a socket ends: ``closecodes.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +9,6 @@ import json
 from typing import Any
 
 from .storage import Message, RoomEvent
-
-# Websocket close codes the server sends (SPEC §6, docs/protocol.md).
-CLOSE_GOING_AWAY = 1001  # shutdown, or no frame within the idle timeout
-CLOSE_UNSUPPORTED = 1003  # binary frame
-CLOSE_LOGGED_OUT = 1008  # the session ended
-CLOSE_TOO_BIG = 1009  # frame over 64 KiB
-CLOSE_INTERNAL_ERROR = 1011  # a bug closed this socket alone
-CLOSE_SLOW_CONSUMER = 1013  # the send queue filled: reconnect and sync
 
 # Kinds a full send queue may drop: they describe a moment, not the room's history.
 SHEDDABLE = frozenset({"typing", "presence", "viewing"})
@@ -117,20 +112,3 @@ def ack_event(message: Message, body: str, ref: str | None) -> Event:
 def presence_event(username: str, online: bool) -> Event:
     return encode("presence", user=username, online=online)
 
-
-ROOM_PREFIX = "room:"
-
-
-def room_channel(slug: str) -> str:
-    return f"{ROOM_PREFIX}{slug}"
-
-
-def user_channel(user_id: int) -> str:
-    return f"user:{user_id}"
-
-
-def session_channel(token_hash: str) -> str:
-    return f"session:{token_hash}"
-
-
-PRESENCE_CHANNEL = "presence"

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from .events import CLOSE_GOING_AWAY
+from .closecodes import CLOSE_GOING_AWAY
 
 
 class IdleSweeper:

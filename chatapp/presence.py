@@ -8,7 +8,8 @@ from collections import Counter
 
 from .broker import BrokerError
 from .broker.hub import Hub
-from .events import PRESENCE_CHANNEL, presence_event
+from .channels import PRESENCE_CHANNEL
+from .events import presence_event
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,10 @@ from .accounts import (
     token_hash,
 )
 from .broker.hub import Hub
+from .channels import PRESENCE_CHANNEL, session_channel
+from .closecodes import CLOSE_LOGGED_OUT
 from .devices import Device, describe
-from .events import CLOSE_LOGGED_OUT, PRESENCE_CHANNEL, encode, session_channel
+from .events import encode
 from .names import InvalidNameError, clean_name
 from .passwords import Passwords
 from .refusals import Code

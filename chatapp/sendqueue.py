@@ -12,7 +12,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from .events import CLOSE_SLOW_CONSUMER, TYPING, Event
+from .closecodes import CLOSE_SLOW_CONSUMER
+from .events import TYPING, Event
 from .metrics import Metrics
 from .server import OutFrame, Wire
 from .wakeup import Wakeup

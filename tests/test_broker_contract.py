@@ -18,7 +18,8 @@ import pytest
 
 from chatapp.broker import BrokerError, Transport, open_transport
 from chatapp.broker.hub import Hub
-from chatapp.events import PRESENCE_CHANNEL, Event, encode, presence_event
+from chatapp.channels import PRESENCE_CHANNEL
+from chatapp.events import Event, encode, presence_event
 from chatapp.presence import Presence
 from chatapp.sendqueue import SendQueue
 

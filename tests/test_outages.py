@@ -243,7 +243,7 @@ async def test_catch_up_after_a_reconnect_retries_from_the_same_seqs(
     from chatapp.broker import hub as hub_module
     from chatapp.broker.hub import Hub
     from chatapp.broker.memory import MemoryTransport
-    from chatapp.events import room_channel
+    from chatapp.channels import room_channel
     from chatapp.sendqueue import SendQueue
 
     monkeypatch.setattr(hub_module, "CATCH_UP_RETRY", 0.01)

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from chatapp.events import Event, encode, room_channel, room_event
+from chatapp.channels import room_channel
+from chatapp.events import Event, encode, room_event
 from chatapp.sendqueue import SendQueue
 from chatapp.storage import RoomEvent
 

@@ -12,8 +12,10 @@ from quart.testing.connections import WebsocketDisconnectError, WebsocketRespons
 
 from chatapp.broker.hub import Hub
 from chatapp.broker.memory import MemoryTransport
+from chatapp.channels import room_channel
+from chatapp.closecodes import CLOSE_SLOW_CONSUMER
 from chatapp.connection import HANDLERS
-from chatapp.events import CLOSE_SLOW_CONSUMER, Event, encode, presence_event, room_channel
+from chatapp.events import Event, encode, presence_event
 from chatapp.limits import MemoryLimits
 from chatapp.sendqueue import SendQueue
 from chatapp.storage import Room, User

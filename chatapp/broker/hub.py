@@ -8,7 +8,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from ..events import ROOM_PREFIX, Event
+from ..channels import ROOM_PREFIX
+from ..events import Event
 from ..metrics import Metrics
 from ..sendqueue import FlushPacer, SendQueue
 from ..server import OutFrame

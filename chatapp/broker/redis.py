@@ -34,7 +34,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import RedisError
 
-from ..events import PRESENCE_CHANNEL, presence_event
+from ..channels import PRESENCE_CHANNEL
+from ..events import presence_event
 from ..wakeup import Wakeup
 from . import BrokerError, Receiver, Reconnected, Transport
 

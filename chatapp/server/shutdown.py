@@ -18,7 +18,7 @@ from typing import Any
 
 from quart import Quart
 
-from ..events import CLOSE_GOING_AWAY
+from ..closecodes import CLOSE_GOING_AWAY
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.05

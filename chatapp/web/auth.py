@@ -8,8 +8,10 @@ from quart import Blueprint, Response, g, render_template, request, session, url
 from quart.typing import ResponseReturnValue
 
 from ..accounts import AccountError, token_hash
+from ..channels import session_channel
+from ..closecodes import CLOSE_LOGGED_OUT
 from ..errors import html_error, with_retry_after
-from ..events import CLOSE_LOGGED_OUT, encode, session_channel
+from ..events import encode
 from ..refusals import Code
 from ..security import CSRFError, check_csrf, remote_address, start_session
 from ..services import services

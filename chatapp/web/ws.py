@@ -29,17 +29,10 @@ from quart.wrappers import Websocket
 from werkzeug.datastructures import Headers
 
 from ..accounts import token_hash
+from ..channels import PRESENCE_CHANNEL, room_channel, session_channel, user_channel
+from ..closecodes import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER
 from ..connection import Connection
-from ..events import (
-    CLOSE_INTERNAL_ERROR,
-    CLOSE_SLOW_CONSUMER,
-    PRESENCE_CHANNEL,
-    Event,
-    encode,
-    room_channel,
-    session_channel,
-    user_channel,
-)
+from ..events import Event, encode
 from ..security import origin_allowed, session_user
 from ..server import OutFrame, Wire, wire_of
 from ..services import Services
