@@ -580,7 +580,7 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
         return uploads.upload_from_row(row)
 
     async def upload_for(self, upload_id: int, user_id: int) -> Upload | None:
-        row = await self._one(uploads.READABLE, upload_id, user_id)
+        row = await self._one(numbered(q.UPLOAD_FOR), upload_id, user_id, user_id)
         return uploads.upload_from_row(row) if row else None
 
     async def prune_uploads(self, before: datetime, limit: int) -> list[str]:

@@ -13,18 +13,11 @@ import asyncpg
 
 from . import AttachmentRefused, Message, Upload
 from .models import isoformat
+from .queries import UPLOAD_COLUMNS
 
-UPLOAD_COLUMNS = (
-    "id, owner_id, name, size, content_type, width, height, disk_key, created_at, message_id"
-)
 ATTACHMENTS_OF = (
     f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE message_id = ANY($1::bigint[])"
     " ORDER BY message_id, id"
-)
-READABLE = (
-    f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1 AND (owner_id = $2"
-    " OR EXISTS (SELECT 1 FROM messages m JOIN memberships ms ON ms.room_id = m.room_id"
-    " WHERE m.id = uploads.message_id AND NOT m.deleted AND ms.user_id = $2))"
 )
 INSERT = (
     "INSERT INTO uploads (owner_id, name, size, content_type, width, height, disk_key,"

@@ -143,6 +143,17 @@ RESET_USER = (
     f" WHERE {LIVE_RESET}"
 )
 AUDIT = "SELECT at, actor, action, target, address FROM audit_log ORDER BY id DESC LIMIT ?"
+# Unqualified: SQLite's RETURNING cannot name a table alias.
+UPLOAD_COLUMNS = (
+    "id, owner_id, name, size, content_type, width, height, disk_key, created_at, message_id"
+)
+# An upload its owner may read, or a member of the room of its live message (the upload,
+# the user twice).
+UPLOAD_FOR = (
+    f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ? AND (owner_id = ?"
+    " OR EXISTS (SELECT 1 FROM messages m JOIN memberships ms ON ms.room_id = m.room_id"
+    " WHERE m.id = uploads.message_id AND NOT m.deleted AND ms.user_id = ?))"
+)
 WEBHOOK_SELECT = (
     "SELECT h.id, r.slug, h.room_id, h.bot_id, h.name, h.created_at"
     " FROM webhooks h JOIN rooms r ON r.id = h.room_id"

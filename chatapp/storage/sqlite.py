@@ -546,7 +546,7 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
             row = conn.execute(
                 "INSERT INTO uploads (owner_id, name, size, content_type, width, height,"
                 " disk_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                f" RETURNING {uploads.UPLOAD_COLUMNS}",
+                f" RETURNING {q.UPLOAD_COLUMNS}",
                 (owner_id, name, size, content_type, width, height, disk_key, now),
             ).fetchone()
             return uploads.upload_from_row(row)
@@ -554,7 +554,7 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
         return await self._write(op)
 
     async def upload_for(self, upload_id: int, user_id: int) -> Upload | None:
-        row = await self._one(uploads.READABLE, (upload_id, user_id, user_id))
+        row = await self._one(q.UPLOAD_FOR, (upload_id, user_id, user_id))
         return uploads.upload_from_row(row) if row else None
 
     async def prune_uploads(self, before: datetime, limit: int) -> list[str]:

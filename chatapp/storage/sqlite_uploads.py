@@ -11,22 +11,13 @@ from dataclasses import replace
 from typing import Any
 
 from . import AttachmentRefused, Message, Upload
+from .queries import UPLOAD_COLUMNS
 from .sqlite_messages import NewMessage, insert_messages, marks, savepoint
 
-# Unqualified: SQLite's RETURNING cannot name a table alias.
-UPLOAD_COLUMNS = (
-    "id, owner_id, name, size, content_type, width, height, disk_key, created_at, message_id"
-)
 # The uploads attached to some messages (``{ids}``: placeholders), in upload order.
 ATTACHMENTS_OF = (
     f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE message_id IN ({{ids}})"
     " ORDER BY message_id, id"
-)
-# An upload its owner may read, or a member of the room of its live message.
-READABLE = (
-    f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ? AND (owner_id = ?"
-    " OR EXISTS (SELECT 1 FROM messages m JOIN memberships ms ON ms.room_id = m.room_id"
-    " WHERE m.id = uploads.message_id AND NOT m.deleted AND ms.user_id = ?))"
 )
 
 
