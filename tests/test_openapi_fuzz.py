@@ -1,4 +1,5 @@
-"""Schemathesis against a real server: no 5xx, no status the document does not list."""
+"""Schemathesis against a real server: no 5xx, no status the document does not list, no
+answer that its model (chatapp/web/schemas.py) does not describe."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import schemathesis
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import status_code_conformance
+from schemathesis.specs.openapi.checks import (
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from chatapp.cli import main
 
@@ -39,7 +43,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str
         server.kill()
 
 
-def test_no_server_error_and_no_undocumented_status(live):  # type: ignore[no-untyped-def]
+def test_no_server_error_and_no_undocumented_answer(live):  # type: ignore[no-untyped-def]
     """Every operation, EXAMPLES generated cases each, as an admin's bot (bearer token)."""
     server, token = live
     schema = schemathesis.openapi.from_url(f"{server.base}/api/v1/openapi.json")
@@ -57,8 +61,8 @@ def test_no_server_error_and_no_undocumented_status(live):  # type: ignore[no-un
         @given(case=strategy)
         def run(case):  # type: ignore[no-untyped-def]
             response = case.call(headers=headers)
-            case.validate_response(response, checks=[not_a_server_error,
-                                                     status_code_conformance])
+            case.validate_response(response, checks=[
+                not_a_server_error, status_code_conformance, response_schema_conformance])
 
         run()
 

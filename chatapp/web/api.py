@@ -14,6 +14,8 @@ from ..services import services
 from ..storage import Message, RoomSummary, User
 from ..webhooks import hook_path
 from . import hooks
+from . import schemas as s
+from .schemas import documented
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_ID = 2**63 - 1  # ids are 64-bit in both engines
@@ -64,6 +66,7 @@ def _int_arg(name: str, default: int | None = None, low: int = 1, high: int | No
 
 
 @bp.get("/me")
+@documented({200: s.Me})
 async def me() -> Any:
     """Who the caller is (SPEC §5: exactly these three; ``hello`` adds display_name)."""
     user = _user()
@@ -71,12 +74,14 @@ async def me() -> Any:
 
 
 @bp.get("/online")
+@documented({200: s.Online})
 async def online() -> Any:
     """Everyone with an open connection."""
     return {"online": await services().presence.online()}
 
 
 @bp.get("/rooms")
+@documented({200: s.Rooms})
 async def rooms() -> Any:
     """The caller's rooms with unread counts."""
     summaries = await services().storage.rooms_of(_user().id)
@@ -84,6 +89,7 @@ async def rooms() -> Any:
 
 
 @bp.post("/rooms")
+@documented({201: s.RoomSummary}, body=s.NewRoom, errors=(409, 422, 429))
 async def create_room() -> Any:
     """Create a room; the caller is its first member."""
     data = await _json_object()
@@ -92,6 +98,7 @@ async def create_room() -> Any:
 
 
 @bp.put("/rooms/<slug>/notify")
+@documented({200: s.NotifySet}, body=s.NotifyChoice, errors=(403, 404, 422))
 async def set_notify(slug: str) -> Any:
     """Which new messages of a room the caller's browser announces."""
     data = await _json_object()
@@ -100,6 +107,7 @@ async def set_notify(slug: str) -> Any:
 
 
 @bp.post("/dms")
+@documented({200: s.RoomSummary, 201: s.RoomSummary}, body=s.NewDM, errors=(404, 422, 429))
 async def open_dm() -> Any:
     """The direct message of the caller and 1–8 others: made once (201), then found (200)."""
     data = await _json_object()
@@ -108,12 +116,14 @@ async def open_dm() -> Any:
 
 
 @bp.get("/users")
+@documented({200: s.Users})
 async def users() -> Any:
     """Everyone with an account, to pick people from."""
     return {"users": [u.to_json() for u in await services().storage.users()]}
 
 
 @bp.get("/rooms/directory")
+@documented({200: s.Rooms})
 async def directory() -> Any:
     """Public rooms the caller has not joined."""
     svc = services()
@@ -127,12 +137,14 @@ async def directory() -> Any:
 
 
 @bp.post("/rooms/<slug>/join")
+@documented({200: s.RoomSummary}, errors=(403, 404, 422))
 async def join(slug: str) -> Any:
     """Join a public room."""
     return (await services().chat.join(_user(), slug)).to_json()
 
 
 @bp.post("/rooms/<slug>/leave")
+@documented({200: s.Left}, errors=(403, 404, 422))
 async def leave(slug: str) -> Any:
     """Leave a room."""
     await services().chat.leave(_user(), slug)
@@ -140,6 +152,7 @@ async def leave(slug: str) -> Any:
 
 
 @bp.get("/rooms/<slug>/members")
+@documented({200: s.Members}, errors=(403, 404, 422))
 async def members(slug: str) -> Any:
     """The usernames of a room's members (for @ mentions)."""
     svc = services()
@@ -148,6 +161,8 @@ async def members(slug: str) -> Any:
 
 
 @bp.post("/rooms/<slug>/members")
+@documented({201: s.MemberAdded}, body=s.NewMember,
+            errors=(403, 404, 409, 422, 429))
 async def add_member(slug: str) -> Any:
     """Add someone to a room the caller belongs to (how private rooms grow)."""
     data = await _json_object()
@@ -156,6 +171,7 @@ async def add_member(slug: str) -> Any:
 
 
 @bp.get("/rooms/<slug>/messages")
+@documented({200: s.MessagePage}, query=s.HistoryQuery, errors=(403, 404, 422))
 async def messages(slug: str) -> Any:
     """A keyset page of a room's history, ascending by id (or centred on ``around``)."""
     svc = services()
@@ -173,6 +189,7 @@ async def messages(slug: str) -> Any:
 
 
 @bp.get("/search")
+@documented({200: s.SearchResults}, query=s.SearchQuery, errors=(404, 422))
 async def search_messages() -> Any:
     """Messages the caller may read that match ``q``, newest first."""
     found = await search.search(
@@ -184,6 +201,7 @@ async def search_messages() -> Any:
 
 
 @bp.post("/rooms/<slug>/messages")
+@documented({201: s.Message}, body=s.NewMessage, errors=(403, 404, 422, 429))
 async def post_message(slug: str) -> Any:
     """Post a message; a repeated nonce returns the stored message."""
     svc = services()
@@ -202,6 +220,7 @@ async def post_message(slug: str) -> Any:
 
 
 @bp.patch("/messages/<int:message_id>")
+@documented({200: s.Message}, body=s.MessageEdit, errors=(403, 404, 422))
 async def edit_message(message_id: int) -> Any:
     """Edit one's own message; the same body again changes nothing."""
     svc = services()
@@ -213,6 +232,7 @@ async def edit_message(message_id: int) -> Any:
 
 
 @bp.delete("/messages/<int:message_id>")
+@documented({204: s.NoContent}, errors=(403, 404, 422))
 async def delete_message(message_id: int) -> Any:
     """Delete one's own message (an admin: anyone's), its earlier bodies and reactions."""
     await services().chat.delete(_user(), message_id)
@@ -220,12 +240,14 @@ async def delete_message(message_id: int) -> Any:
 
 
 @bp.put("/messages/<int:message_id>/reactions/<emoji>")
+@documented({200: s.Reactions}, errors=(403, 404, 422))
 async def add_reaction(message_id: int, emoji: str) -> Any:
     """React to a message (again: no change)."""
     return await _react(message_id, emoji, on=True)
 
 
 @bp.delete("/messages/<int:message_id>/reactions/<emoji>")
+@documented({200: s.Reactions}, errors=(403, 404, 422))
 async def remove_reaction(message_id: int, emoji: str) -> Any:
     """Take one's reaction back (none: no change)."""
     return await _react(message_id, emoji, on=False)
@@ -248,6 +270,7 @@ async def _current(message_id: int) -> Message:
 
 
 @bp.get("/messages/<int:message_id>/edits")
+@documented({200: s.Edits}, errors=(403, 404, 422))
 async def message_edits(message_id: int) -> Any:
     """A message's earlier bodies, oldest first."""
     return {"edits": await services().chat.edits(_user(), message_id)}
@@ -257,6 +280,7 @@ async def message_edits(message_id: int) -> Any:
 
 
 @bp.post("/rooms/<slug>/webhooks")
+@documented({201: s.CreatedWebhook}, body=s.NewWebhook, errors=(403, 404, 409, 422))
 async def create_webhook(slug: str) -> Any:
     """Create a webhook for a room; its secret URL is in this answer only."""
     data = await _json_object()
@@ -265,6 +289,7 @@ async def create_webhook(slug: str) -> Any:
 
 
 @bp.get("/rooms/<slug>/webhooks")
+@documented({200: s.Webhooks}, errors=(403, 404))
 async def list_webhooks(slug: str) -> Any:
     """A room's webhooks (names and ids, never their secrets)."""
     found = await hooks.webhooks().of_room(_user(), slug)
@@ -272,6 +297,7 @@ async def list_webhooks(slug: str) -> Any:
 
 
 @bp.delete("/webhooks/<int:webhook_id>")
+@documented({204: s.NoContent}, errors=(403, 404))
 async def delete_webhook(webhook_id: int) -> Any:
     """Delete a webhook: its URL stops working at once (its messages stay)."""
     await hooks.webhooks().delete(_user(), webhook_id)

@@ -21,6 +21,7 @@ from urllib.parse import quote
 from quart import Blueprint, Quart, Response, abort, g, request
 from quart.wrappers.request import Body
 from quart.wrappers.response import FileBody
+from quart_schema import DataSource
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, File, MultipartDecoder, NeedData
@@ -32,6 +33,8 @@ from ..security import current_user
 from ..services import services
 from ..uploads import UploadError
 from . import api
+from . import schemas as s
+from .schemas import documented
 
 bp = Blueprint("files", __name__)
 
@@ -125,6 +128,8 @@ def install(app: Quart) -> None:
     app.asgi_app = gated  # type: ignore[method-assign]
 
 
+@documented({201: s.Upload}, body=s.UploadForm, source=DataSource.FORM_MULTIPART,
+            errors=(411, 413, 415, 422, 429))
 async def upload() -> Any:
     """Store one file (multipart field ``file``); 201 with the upload object."""
     user = current_user()

@@ -12,6 +12,8 @@ from ..errors import ApiError, json_refusal
 from ..limits import WEBHOOK_RATE
 from ..services import services
 from ..webhooks import Webhooks
+from . import schemas as s
+from .schemas import documented
 
 bp = Blueprint("hooks", __name__, url_prefix="/hooks")
 
@@ -29,6 +31,7 @@ async def chat_error(error: ChatError) -> Any:
 
 
 @bp.post("/<token>")
+@documented({201: s.Message}, body=s.HookMessage, errors=(404, 413, 422, 429))
 async def post(token: str) -> Any:
     """Post a message to the hook's room as its bot; a repeated nonce returns the stored one."""
     data = await request.get_json(force=True)  # bad JSON: a 400 (errors.JsonRequest)
