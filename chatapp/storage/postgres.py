@@ -373,18 +373,10 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
 
     # housekeeping: bounded deletes, each its own short transaction
     async def prune_sessions(self, idle_before: datetime, limit: int) -> int:
-        return _count(await self._run(
-            "DELETE FROM sessions WHERE token_hash IN"
-            " (SELECT token_hash FROM sessions WHERE last_seen < $1 LIMIT $2)",
-            idle_before, limit,
-        ))
+        return _count(await self._run(numbered(q.PRUNE_SESSIONS), idle_before, limit))
 
     async def prune_login_failures(self, before: datetime, limit: int) -> int:
-        return _count(await self._run(
-            "DELETE FROM login_failures WHERE id IN"
-            " (SELECT id FROM login_failures WHERE at < $1 LIMIT $2)",
-            before, limit,
-        ))
+        return _count(await self._run(numbered(q.PRUNE_LOGIN_FAILURES), before, limit))
 
     # rooms
     async def create_room(self, slug: str, name: str, kind: str, creator_id: int) -> Room:

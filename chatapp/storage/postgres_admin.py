@@ -133,15 +133,10 @@ class PostgresAdmin:
         return [AuditEntry(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     async def prune_invites(self, now: datetime, limit: int) -> int:
-        return _count(await self._run(
-            "DELETE FROM invites WHERE code IN"
-            " (SELECT code FROM invites WHERE expires_at < $1 LIMIT $2)", now, limit))
+        return _count(await self._run(numbered(q.PRUNE_INVITES), now, limit))
 
     async def prune_resets(self, now: datetime, limit: int) -> int:
-        return _count(await self._run(
-            "DELETE FROM reset_tokens WHERE token_hash IN"
-            " (SELECT token_hash FROM reset_tokens WHERE expires_at < $1 LIMIT $2)",
-            now, limit))
+        return _count(await self._run(numbered(q.PRUNE_RESETS), now, limit))
 
     async def import_messages(
         self, room_id: int, messages: Sequence[tuple[int, str, datetime]]

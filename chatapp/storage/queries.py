@@ -85,6 +85,20 @@ def unread_counts(mentions_me: str) -> str:
     )
 
 
+
+
+def _prune(table: str, key: str, column: str) -> str:
+    """Housekeeping: delete up to ``?`` (the second) rows of ``table`` whose ``column``
+    is before ``?`` (the first); bounded, so each delete is a short transaction."""
+    return (f"DELETE FROM {table} WHERE {key} IN"
+            f" (SELECT {key} FROM {table} WHERE {column} < ? LIMIT ?)")
+
+
+PRUNE_SESSIONS = _prune("sessions", "token_hash", "last_seen")
+PRUNE_LOGIN_FAILURES = _prune("login_failures", "id", "at")
+PRUNE_INVITES = _prune("invites", "code", "expires_at")
+PRUNE_RESETS = _prune("reset_tokens", "token_hash", "expires_at")
+
 # Reads.
 BYTEWISE = ' COLLATE "C"'
 EPOCH = "SELECT value FROM meta WHERE key = 'epoch'"

@@ -302,18 +302,10 @@ class SQLiteStorage(SQLiteAdmin, SQLiteWebhooks, Storage):
 
     # housekeeping: bounded deletes on the writer, each its own short transaction
     async def prune_sessions(self, idle_before: datetime, limit: int) -> int:
-        return await self._delete_some(
-            "DELETE FROM sessions WHERE token_hash IN"
-            " (SELECT token_hash FROM sessions WHERE last_seen < ? LIMIT ?)",
-            (isoformat(idle_before), limit),
-        )
+        return await self._delete_some(q.PRUNE_SESSIONS, (isoformat(idle_before), limit))
 
     async def prune_login_failures(self, before: datetime, limit: int) -> int:
-        return await self._delete_some(
-            "DELETE FROM login_failures WHERE id IN"
-            " (SELECT id FROM login_failures WHERE at < ? LIMIT ?)",
-            (isoformat(before), limit),
-        )
+        return await self._delete_some(q.PRUNE_LOGIN_FAILURES, (isoformat(before), limit))
 
     async def _delete_some(self, sql: str, params: tuple[Any, ...]) -> int:
         def op(conn: sqlite3.Connection) -> int:

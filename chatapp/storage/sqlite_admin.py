@@ -152,18 +152,10 @@ class SQLiteAdmin:
         return [AuditEntry(_moment(r[0]) or utcnow(), r[1], r[2], r[3], r[4]) for r in rows]
 
     async def prune_invites(self, now: datetime, limit: int) -> int:
-        return await self._delete_some(
-            "DELETE FROM invites WHERE code IN"
-            " (SELECT code FROM invites WHERE expires_at < ? LIMIT ?)",
-            (isoformat(now), limit),
-        )
+        return await self._delete_some(q.PRUNE_INVITES, (isoformat(now), limit))
 
     async def prune_resets(self, now: datetime, limit: int) -> int:
-        return await self._delete_some(
-            "DELETE FROM reset_tokens WHERE token_hash IN"
-            " (SELECT token_hash FROM reset_tokens WHERE expires_at < ? LIMIT ?)",
-            (isoformat(now), limit),
-        )
+        return await self._delete_some(q.PRUNE_RESETS, (isoformat(now), limit))
 
     async def import_messages(
         self, room_id: int, messages: Sequence[tuple[int, str, datetime]]
