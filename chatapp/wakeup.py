@@ -1,6 +1,6 @@
 """A one-waiter ``asyncio.Event`` that costs nothing until someone waits.
 
-Every open websocket holds a few of these (its outbox, its inbox). An
+Every open websocket holds a few of these (its send queue, its inbox). An
 ``asyncio.Event`` carries a deque of waiters, ~0.9 KB even when empty; with 10,000
 idle connections that is tens of MB for nothing (bench s3).
 """
