@@ -22,9 +22,11 @@ def asset(name: str) -> Path:
 
 def create_app(config: dict[str, Any] | None = None) -> Quart:
     """Wire config, storage, broker and blueprints into a new app."""
-    from . import cli, errors, front, security, services, web
+    from . import cli, errors, front, security, web
     from . import config as settings
     from .server import shutdown
+    from .services import build_services
+    from .web import lifecycle
 
     # The instance folder is ./instance where the server starts, unless
     # CHATAPP_INSTANCE_PATH says otherwise (an installed copy has no checkout).
@@ -41,7 +43,7 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = None
     logging.getLogger("chatapp").setLevel(loaded["CHATAPP_LOG_LEVEL"])
 
-    services.init_app(app)
+    lifecycle.init_app(app, build_services(loaded))
     security.init_app(app)
     errors.init_app(app)
     web.init_app(app)

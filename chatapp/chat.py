@@ -145,12 +145,13 @@ class SyncResult:
 
 
 class Chat:
-    def __init__(self, storage: Storage, hub: Hub, limits: Limits | None = None) -> None:
+    def __init__(self, storage: Storage, hub: Hub, limits: Limits | None = None,
+                 stored_counter: Any = None) -> None:
         self.storage = storage
         self.hub = hub
         # Per user across every worker and host (SPEC §7), with the broker's store.
         self.limits = limits if limits is not None else MemoryLimits()
-        self.stored_counter: Any = None  # a metrics counter, when metrics are on
+        self.stored_counter = stored_counter  # a metrics counter, when metrics are on
 
     async def room_for(self, user: User, slug: Any, *, to_write: bool = False) -> Room:
         """The room a user may read (public or member) or write (member)."""

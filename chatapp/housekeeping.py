@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 
 from .accounts import FAILURE_WINDOW, SESSION_IDLE
@@ -35,7 +35,9 @@ Pruner = Callable[[datetime, int], Awaitable[int]]
 
 
 class Housekeeper:
-    def __init__(self, storage: Storage, every: float = EVERY, batch: int = BATCH) -> None:
+    def __init__(self, storage: Storage, pruners: Mapping[str, Pruner] | None = None,
+                 every: float = EVERY, batch: int = BATCH) -> None:
+        """Sessions and login failures, and ``pruners``: other kinds of expiring rows."""
         self.every = every
         self.batch = batch
         self._pruners: dict[str, Pruner] = {}
@@ -43,6 +45,8 @@ class Housekeeper:
         self.add("sessions", lambda now, limit: storage.prune_sessions(now - SESSION_IDLE, limit))
         self.add("login_failures",
                  lambda now, limit: storage.prune_login_failures(now - FAILURE_WINDOW, limit))
+        for name, pruner in (pruners or {}).items():
+            self.add(name, pruner)
 
     def add(self, name: str, pruner: Pruner) -> None:
         """Prune another kind of expired row every round."""

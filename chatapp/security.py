@@ -14,8 +14,8 @@ from quart.sessions import SecureCookieSessionInterface, SessionMixin
 from quart.wrappers import BaseRequestWebsocket
 
 from .accounts import Accounts
-from .services import services
 from .storage import User
+from .web.lifecycle import services
 
 SESSION_LIFETIME = timedelta(days=14)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -1,4 +1,5 @@
-"""The app's long-lived resources, opened before serving and closed after."""
+"""The app's long-lived resources: built with the app, opened before serving and closed
+after (the hooks are in ``web/lifecycle.py``); nothing here knows Quart."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ import fcntl
 import logging
 import os
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-
-from quart import Quart, current_app
 
 from .accounts import Accounts
 from .admin import Administration
@@ -49,24 +49,34 @@ class Services:
     housekeeper: Housekeeper
     uploads: Uploads
     connections: set[Any] = field(default_factory=set)
-    _lock: IO[str] | None = None
+    lock: IO[str] | None = None  # held while serving (``_claim_single_process``)
     link: StorageLink | None = None
     # Set when a graceful shutdown begins: /healthz answers 503 from then on.
     draining: bool = False
 
 
-def init_app(app: Quart) -> None:
-    """Build the services from config; connect them in ``before_serving``."""
-    config = app.config
+def build_services(config: Mapping[str, Any]) -> Services:
+    """Every long-lived object, each given its collaborators as it is made; nothing is
+    connected yet (``web/lifecycle.py`` opens them before serving)."""
     storage = open_storage(config["CHATAPP_DATABASE_URL"])
     transport = open_transport(config["CHATAPP_BROKER_URL"])
     limits = open_limits(config["CHATAPP_BROKER_URL"])  # shared where the broker is
     metrics = create_metrics()
-    hub = Hub(transport, metrics)
+    # After a lost broker connection the hub asks chat to replay what it missed; chat
+    # publishes through the hub, so the hub gets a call that finds chat when it runs.
+    hub = Hub(transport, metrics, catch_up=lambda rooms: chat.catch_up(rooms))
+    chat = Chat(storage, hub, limits, stored_counter=metrics.messages_stored)
     connections: set[Any] = set()
     passwords = Passwords()
     accounts = Accounts(storage, passwords, limits)
-    services = Services(
+    uploads = Uploads(storage, limits, Path(config["CHATAPP_UPLOAD_DIR"]),
+                      int(config["CHATAPP_UPLOAD_MAX_MB"] * 1024 * 1024))
+    housekeeper = Housekeeper(storage, {
+        "uploads": uploads.prune,  # orphans (SPEC §10)
+        "invites": storage.prune_invites,  # expired (SPEC §8, §11)
+        "reset_links": storage.prune_resets,
+    })
+    return Services(
         storage=storage,
         transport=transport,
         hub=hub,
@@ -74,53 +84,47 @@ def init_app(app: Quart) -> None:
         accounts=accounts,
         profile=Profile(storage, passwords, hub),
         admin=Administration(storage, accounts, hub, config["CHATAPP_REGISTRATION"]),
-        chat=Chat(storage, hub, limits),
+        chat=chat,
         limits=limits,
         metrics=metrics,
         idle=IdleSweeper(config["CHATAPP_IDLE_TIMEOUT"], connections),
-        housekeeper=Housekeeper(storage),
-        uploads=Uploads(storage, limits, Path(config["CHATAPP_UPLOAD_DIR"]),
-                        int(config["CHATAPP_UPLOAD_MAX_MB"] * 1024 * 1024)),
+        housekeeper=housekeeper,
+        uploads=uploads,
         connections=connections,
     )
-    services.housekeeper.add("uploads", services.uploads.prune)  # orphans (SPEC §10)
-    services.housekeeper.add("invites", storage.prune_invites)  # expired (SPEC §8, §11)
-    services.housekeeper.add("reset_links", storage.prune_resets)
-    services.chat.stored_counter = services.metrics.messages_stored
-    hub.catch_up = services.chat.catch_up
-    app.extensions["chatapp"] = services
 
-    @app.before_serving
-    async def open_services() -> None:
-        exclusive = not transport.shared_across_processes
-        # Shared broker: a shared lock, so `chatapp restore` sees that a server runs.
-        services._lock = _claim_single_process(config["CHATAPP_DATABASE_URL"],
-                                               shared=not exclusive)
-        # Neither an unreachable database nor an unreachable Redis stops the start
-        # (SPEC §7): both connect later by themselves and /healthz says 503 meanwhile.
-        services.link = StorageLink(storage, exclusive)
-        await services.link.start()
-        await limits.connect()
-        await hub.start()
-        services.idle.start()
-        services.housekeeper.start()  # prunes expired rows (SPEC §8)
 
-    @app.after_serving
-    async def close_services() -> None:
-        services.draining = True
-        services.idle.stop()
-        await services.housekeeper.stop()
-        await presence_shutdown(services)
-        await hub.stop()
-        await limits.close()
-        if services.link is not None:
-            await services.link.stop()
-        else:
-            await storage.close()
-        services.accounts.passwords.close()
-        if services._lock is not None:
-            services._lock.close()
-        services.metrics.retire()
+async def open_services(services: Services, database_url: str) -> None:
+    """Connect what the services hold, before serving."""
+    exclusive = not services.transport.shared_across_processes
+    # Shared broker: a shared lock, so `chatapp restore` sees that a server runs.
+    services.lock = _claim_single_process(database_url, shared=not exclusive)
+    # Neither an unreachable database nor an unreachable Redis stops the start
+    # (SPEC §7): both connect later by themselves and /healthz says 503 meanwhile.
+    services.link = StorageLink(services.storage, exclusive)
+    await services.link.start()
+    await services.limits.connect()
+    await services.hub.start()
+    services.idle.start()
+    services.housekeeper.start()  # prunes expired rows (SPEC §8)
+
+
+async def close_services(services: Services) -> None:
+    """Stop and close what the services hold, after serving."""
+    services.draining = True
+    services.idle.stop()
+    await services.housekeeper.stop()
+    await presence_shutdown(services)
+    await services.hub.stop()
+    await services.limits.close()
+    if services.link is not None:
+        await services.link.stop()
+    else:
+        await services.storage.close()
+    services.accounts.passwords.close()
+    if services.lock is not None:
+        services.lock.close()
+    services.metrics.retire()
 
 
 SINGLE_PROCESS = (
@@ -240,7 +244,3 @@ def claim_offline(database_url: str) -> IO[str] | None:
         raise ConfigError(
             "a chatapp server is running on this database: stop it first"
         ) from None
-
-
-def services() -> Services:
-    return current_app.extensions["chatapp"]  # type: ignore[no-any-return]

@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 CATCH_UP_RETRY, CATCH_UP_RETRY_MAX = 0.5, 10.0  # seconds between catch-up attempts
 
 
+# Replays from storage the room events after these seqs (room channel -> seq).
+CatchUp = Callable[[dict[str, int]], Awaitable[None]]
+
+
 class Hub:
     """Routes every event the transport receives to this process's send queues.
 
@@ -28,7 +32,8 @@ class Hub:
     so the fan-out never reads their JSON.
     """
 
-    def __init__(self, transport: Transport, metrics: Metrics | None = None) -> None:
+    def __init__(self, transport: Transport, metrics: Metrics | None = None,
+                 catch_up: CatchUp | None = None) -> None:
         self.transport = transport
         # This process's send side: its load (the fan-out adds its deliveries), the
         # shared flush tick, and the count of what reached the sockets.
@@ -38,7 +43,7 @@ class Hub:
         # The newest room seq this process delivered per room channel; after a lost
         # broker connection, ``catch_up`` replays from storage what came after it.
         self.delivered_seq: dict[str, int] = {}
-        self.catch_up: Callable[[dict[str, int]], Awaitable[None]] | None = None
+        self.catch_up = catch_up
 
     async def start(self) -> None:
         await self.transport.connect(self._received, self._reconnected)

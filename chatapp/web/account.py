@@ -13,9 +13,9 @@ from ..errors import refusal_page, with_retry_after
 from ..profile import NewToken, ProfileError
 from ..refusals import Code
 from ..security import current_user
-from ..services import services
 from ..storage import User
 from .forms import signed_in_form
+from .lifecycle import services
 from .redirects import login_url, see_other
 from .refusals import answer
 

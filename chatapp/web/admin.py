@@ -16,10 +16,10 @@ from ..admin import AdminError
 from ..errors import html_error, refusal_page
 from ..refusals import Code
 from ..security import current_user, remote_address, start_session
-from ..services import services
 from ..storage import User
 from ..storage.models import utcnow
 from .forms import check_form, signed_in_form
+from .lifecycle import services
 from .redirects import login_url, see_other
 from .refusals import answer
 

@@ -10,11 +10,11 @@ from .. import dms, search
 from ..chat import PAGE_DEFAULT, PAGE_MAX, ChatError
 from ..errors import ApiError, json_refusal
 from ..security import UNSAFE_METHODS, CSRFError, bearer_authenticated, check_csrf, current_user
-from ..services import services
 from ..storage import Message, RoomSummary, User
 from ..webhooks import hook_path
 from . import hooks
 from . import schemas as s
+from .lifecycle import services
 from .schemas import documented
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

@@ -14,8 +14,8 @@ from ..errors import html_error, with_retry_after
 from ..events import encode
 from ..refusals import Code
 from ..security import CSRFError, check_csrf, remote_address, start_session
-from ..services import services
 from .forms import FORM_EXPIRED, check_form
+from .lifecycle import services
 from .redirects import safe_next, see_other
 from .refusals import answer
 

@@ -30,10 +30,10 @@ from ..errors import ApiError, json_refusal
 from ..limits import RateLimitError
 from ..refusals import Code
 from ..security import current_user
-from ..services import services
 from ..uploads import UploadError
 from . import api
 from . import schemas as s
+from .lifecycle import services
 from .schemas import documented
 
 bp = Blueprint("files", __name__)

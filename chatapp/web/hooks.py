@@ -10,9 +10,9 @@ from quart import Blueprint, current_app, request
 from ..chat import ChatError
 from ..errors import ApiError, json_refusal
 from ..limits import WEBHOOK_RATE
-from ..services import services
 from ..webhooks import Webhooks
 from . import schemas as s
+from .lifecycle import services
 from .schemas import documented
 
 bp = Blueprint("hooks", __name__, url_prefix="/hooks")

@@ -8,7 +8,7 @@ from typing import Any
 
 from quart import Blueprint, Response
 
-from ..services import services
+from .lifecycle import services
 
 bp = Blueprint("ops", __name__)
 log = logging.getLogger(__name__)

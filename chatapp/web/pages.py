@@ -7,8 +7,8 @@ from quart.typing import ResponseReturnValue
 
 from ..chat import MAX_INT, ChatError
 from ..security import current_user
-from ..services import services
 from ..storage import GENERAL_ROOM, RoomSummary
+from .lifecycle import services
 from .redirects import login_url, see_other
 
 bp = Blueprint("pages", __name__)
