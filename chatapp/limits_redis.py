@@ -7,7 +7,7 @@ Keys (``P`` is the broker's prefix, ``chatapp:<db>`` unless ``?prefix=`` is give
 - ``P:once:<key>``: ``SET NX PX``, one event per period.
 - ``P:slots:<key>``: sorted set, slot -> deadline (ms). This process refreshes its
   slots every ``heartbeat`` seconds (TTL ``ttl``), so a crashed worker's slots stop
-  counting within ``ttl``, like presence (``broker/redis.py``). The refresh also
+  counting within ``ttl``, like presence (``presence_redis.py``). The refresh also
   puts back slots a restarted Redis forgot: this process's own set is the truth.
 
 Redis unreachable: the limits fail open to a local fallback (``MemoryLimits``): each
@@ -33,7 +33,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
-from .broker.redis import REDIS_ERRORS, raise_if_cancelled, split_url
+from .broker.redis import REDIS_ERRORS, raise_if_cancelled, redis_target
 from .config import Rate
 from .limits import Limits, MemoryLimits
 from .wakeup import Wakeup
@@ -92,9 +92,7 @@ class RedisLimits(Limits):
         self, url: str, *, heartbeat: float = 5.0, ttl: float = 15.0, retry: float = 5.0,
         timeout: float = 1.0, max_connections: int = 32,
     ) -> None:
-        self._url, prefix = split_url(url)
-        options = aioredis.ConnectionPool.from_url(self._url).connection_kwargs
-        self.prefix = f"{prefix or 'chatapp:' + str(options.get('db', 0))}:"
+        self._url, self.prefix = redis_target(url)
         self._heartbeat, self._ttl_ms, self._retry = heartbeat, int(ttl * 1000), retry
         self._timeout, self._max_connections = timeout, max_connections
         self.fallback = MemoryLimits()

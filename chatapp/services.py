@@ -25,7 +25,7 @@ from .idle import IdleSweeper
 from .limits import Limits, open_limits
 from .metrics import Metrics, create_metrics
 from .passwords import Passwords
-from .presence import Presence
+from .presence import Presence, open_presence_store
 from .profile import Profile
 from .storage import Storage, StorageUnavailable, StoreInUse, open_storage
 from .uploads import Uploads
@@ -61,6 +61,7 @@ def build_services(config: Mapping[str, Any]) -> Services:
     storage = open_storage(config["CHATAPP_DATABASE_URL"])
     transport = open_transport(config["CHATAPP_BROKER_URL"])
     limits = open_limits(config["CHATAPP_BROKER_URL"])  # shared where the broker is
+    presence_store = open_presence_store(config["CHATAPP_BROKER_URL"])  # likewise
     metrics = create_metrics()
     # After a lost broker connection the hub asks chat to replay what it missed; chat
     # publishes through the hub, so the hub gets a call that finds chat when it runs.
@@ -80,7 +81,7 @@ def build_services(config: Mapping[str, Any]) -> Services:
         storage=storage,
         transport=transport,
         hub=hub,
-        presence=Presence(hub, config["CHATAPP_PRESENCE_GRACE_SECONDS"]),
+        presence=Presence(presence_store, hub, config["CHATAPP_PRESENCE_GRACE_SECONDS"]),
         accounts=accounts,
         profile=Profile(storage, passwords, hub),
         admin=Administration(storage, accounts, hub, config["CHATAPP_REGISTRATION"]),
@@ -105,6 +106,7 @@ async def open_services(services: Services, database_url: str) -> None:
     await services.link.start()
     await services.limits.connect()
     await services.hub.start()
+    await services.presence.start()  # after the hub: it announces through it
     services.idle.start()
     services.housekeeper.start()  # prunes expired rows (SPEC §8)
 
@@ -114,7 +116,7 @@ async def close_services(services: Services) -> None:
     services.draining = True
     services.idle.stop()
     await services.housekeeper.stop()
-    await presence_shutdown(services)
+    await presence_shutdown(services)  # before the hub: its last offline events
     await services.hub.stop()
     await services.limits.close()
     if services.link is not None:

@@ -1,5 +1,8 @@
 """One contract for every broker transport (memory, Redis), plus the hub above it.
 
+Presence, which the transport no longer keeps, has its own contract
+(``test_presence_contract.py``).
+
 Redis tests use a unique key/channel prefix each, so they can share a server with
 other runs; tests that stop Redis start a private ``redis-server`` of their own.
 """
@@ -19,14 +22,13 @@ import pytest
 from chatapp.broker import BrokerError, Transport, open_transport
 from chatapp.broker.hub import Hub
 from chatapp.channels import PRESENCE_CHANNEL
-from chatapp.events import Event, encode, presence_event
-from chatapp.presence import Presence
+from chatapp.events import Event, encode
 from chatapp.sendqueue import SendQueue
 
 from .conftest import need_service, port_open
 
 REDIS_URL = os.environ.get("CHATAPP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-FAST = {"heartbeat": 0.2, "ttl": 1.0, "backoff_max": 0.5}  # presence timings for tests
+FAST = {"backoff_max": 0.5}  # reconnect quickly in tests
 
 
 class Recorder:
@@ -107,10 +109,10 @@ async def connect(kind: str) -> AsyncIterator[Factory]:
 async def delete_prefix(url: str) -> None:
     import redis.asyncio as aioredis
 
-    from chatapp.broker.redis import RedisTransport, split_url
+    from chatapp.broker.redis import redis_target
 
-    prefix = RedisTransport(url).prefix
-    client = aioredis.Redis.from_url(split_url(url)[0])
+    url, prefix = redis_target(url)
+    client = aioredis.Redis.from_url(url)
     try:
         keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
         if keys:
@@ -153,17 +155,6 @@ async def test_resubscribe_after_unsubscribe(connect: Factory) -> None:
     await eventually(lambda: seen.events == [("room:a", "again")], what="delivery")
 
 
-async def test_presence_transitions(connect: Factory) -> None:
-    transport, _ = await connect()
-    assert await transport.presence_add("alice") is True
-    assert await transport.presence_add("bob") is True
-    assert await transport.presence_online() == ["alice", "bob"]
-    assert await transport.presence_remove("alice") is True
-    assert await transport.presence_online() == ["bob"]
-    assert await transport.presence_remove("bob") is True
-    assert await transport.presence_online() == []
-
-
 async def test_ping_answers_until_closed(connect: Factory) -> None:
     transport, _ = await connect()
     await transport.ping()
@@ -199,12 +190,6 @@ async def workers() -> AsyncIterator[Factory]:
     await delete_prefix(url)
 
 
-async def crash(transport: Any) -> None:
-    """Stop a worker like ``kill -9``: no heartbeat, no cleanup of its keys."""
-    await transport._stop_tasks()
-    await transport._close_clients()
-
-
 @pytest.mark.redis
 async def test_events_cross_workers(workers: Factory) -> None:
     one, _ = await workers()
@@ -215,66 +200,6 @@ async def test_events_cross_workers(workers: Factory) -> None:
     await one.publish("user:7", '{"type":"_read","room":"a","seq":3}')
     await eventually(lambda: len(seen.events) == 2, what="both events")
     assert [c for c, _ in seen.events] == ["room:a", "user:7"]
-
-
-@pytest.mark.redis
-async def test_presence_counts_workers_not_calls(workers: Factory) -> None:
-    one, _ = await workers()
-    two, _ = await workers()
-    assert await one.presence_add("alice") is True
-    assert await two.presence_add("alice") is False  # already online on worker one
-    assert await two.presence_online() == ["alice"]
-    assert await one.presence_remove("alice") is False  # still on worker two
-    assert await one.presence_online() == ["alice"]
-    assert await two.presence_remove("alice") is True
-    assert await one.presence_online() == []
-    assert await one.presence_add("alice") is True  # a new session: online again
-
-
-@pytest.mark.redis
-async def test_crashed_worker_users_go_offline_once(workers: Factory) -> None:
-    doomed, _ = await workers()
-    one, seen_one = await workers()
-    two, seen_two = await workers()
-    for transport in (one, two):
-        await transport.subscribe(PRESENCE_CHANNEL)
-    assert await doomed.presence_add("carol") is True
-    assert await doomed.presence_add("dave") is True
-    assert await one.presence_add("dave") is False  # dave is also on a live worker
-    await crash(doomed)
-    offline = presence_event("carol", False)
-    # Deadline = ttl after the last heartbeat, then the next sweep (heartbeat).
-    await eventually(lambda: offline in seen_one.on(PRESENCE_CHANNEL), within=FAST["ttl"] + 2,
-                     what="carol offline")
-    await asyncio.sleep(3 * FAST["heartbeat"])  # every worker has swept again
-    for seen in (seen_one, seen_two):
-        assert seen.on(PRESENCE_CHANNEL) == [offline]  # once, and not dave
-    assert await two.presence_online() == ["dave"]
-
-
-@pytest.mark.redis
-async def test_closing_a_worker_takes_its_users_offline(workers: Factory) -> None:
-    leaving, _ = await workers()
-    staying, seen = await workers()
-    await staying.subscribe(PRESENCE_CHANNEL)
-    await leaving.presence_add("erin")
-    await leaving.close()
-    await eventually(lambda: seen.on(PRESENCE_CHANNEL) == [presence_event("erin", False)],
-                     what="erin offline")
-    assert await staying.presence_online() == []
-
-
-@pytest.mark.redis
-async def test_heartbeat_restores_presence_redis_forgot(workers: Factory) -> None:
-    one, seen = await workers()
-    await one.subscribe(PRESENCE_CHANNEL)
-    await one.presence_add("frank")
-    # As after a Redis restart without persistence: every presence key is gone.
-    await delete_prefix(f"{REDIS_URL}?prefix={one.prefix[:-1]}")
-    await eventually(lambda: presence_event("frank", True) in seen.on(PRESENCE_CHANNEL),
-                     what="frank re-announced")
-    assert await one.presence_online() == ["frank"]
-    assert await one.presence_remove("frank") is True
 
 
 async def subscriber_id(transport: Any) -> str:
@@ -370,7 +295,6 @@ async def test_redis_restart_resubscribes_and_catches_up(private_redis: PrivateR
     outbox = SendQueue()
     try:
         async with hub.subscription(outbox, ["room:a", PRESENCE_CHANNEL]):
-            await transport.presence_add("gina")
             message = '{"type":"message","room":"a","seq":4,"message":{}}'
             await hub.publish("room:a", Event("message", message, 4))
             await eventually(lambda: len(outbox) == 1, what="first message")
@@ -384,16 +308,13 @@ async def test_redis_restart_resubscribes_and_catches_up(private_redis: PrivateR
             await hub.remove(outbox, "room:b")
             await hub.add(outbox, "room:c")
 
-            await private_redis.start()  # empty: no subscriptions, no presence keys
+            await private_redis.start()  # empty: no subscriptions
             await eventually(lambda: caught_up, within=5, what="catch-up after restart")
             assert caught_up == [{"room:a": 4, "room:c": 0}]
             await transport.ping()
             typing = encode("typing", room="c", user="x")
             await hub.publish("room:c", typing)
             await eventually(lambda: typing in outbox._items, what="delivery after restart")
-            # The heartbeat told the new Redis about gina (it may announce her again
-            # before or after the resubscribe: presence online is idempotent).
-            assert await transport.presence_online() == ["gina"]
     finally:
         await hub.stop()
     assert hub.channel_count == 0
@@ -480,16 +401,12 @@ async def test_subscription_delivers_until_exit(hub: Hub) -> None:
 
 
 async def test_many_connections_leave_nothing_behind(hub: Hub, kind: str) -> None:
-    presence = Presence(hub, grace_seconds=0)
     cycles = 10_000 if kind == "memory" else 300
     for n in range(cycles):
         outbox = SendQueue()
         async with hub.subscription(outbox, ["room:general", f"user:{n % 7}", PRESENCE_CHANNEL]):
-            await presence.connected(f"user{n % 13}")
-            await presence.disconnected(f"user{n % 13}")
+            await hub.publish(f"user:{n % 7}", encode("_read", room="general", seq=1))
     assert_clean(hub, outbox)
-    assert presence.local_users == 0
-    assert await hub.transport.presence_online() == []
 
 
 @pytest.mark.redis

@@ -360,6 +360,12 @@ async def health_is(process: Process, status: int, timeout: float = WAIT) -> dic
     return await eventually(check, timeout)  # type: ignore[no-any-return]
 
 
+def online(browser: Browser) -> list[str]:
+    status, _, body = browser.request("/api/v1/online")
+    assert status == 200, body
+    return list(json.loads(body)["online"])
+
+
 @pytest.fixture
 def database(schema: str) -> str:
     return pg.schema_url(schema)
@@ -397,6 +403,9 @@ async def test_websockets_on_two_processes_lose_nothing_through_a_redis_restart(
                 # before the last third, so those messages go through Redis again.
                 await health_is(a, 200)
                 await health_is(b, 200)
+                # Presence too: each process's heartbeat puts its users back.
+                for browser in (alice, bob):
+                    await eventually(lambda who=browser: online(who) == ["alice", "bob"])
             await senders[number % 2].send(
                 {"type": "send", "room": GENERAL, "body": f"m{number}", "nonce": f"n{number}"})
             await asyncio.sleep(0.01)

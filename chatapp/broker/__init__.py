@@ -1,7 +1,8 @@
 """The broker transport: one interface, one module per backend, chosen by URL.
 
-The transport only moves encoded events between processes and keeps the shared
-presence counts; local fan-out to websockets lives above it, in ``hub.py``.
+The transport only moves encoded events between processes (pub/sub, as in
+encode/broadcaster); local fan-out to websockets lives above it, in ``hub.py``, and
+who is online in ``chatapp/presence.py``.
 """
 
 from __future__ import annotations
@@ -44,18 +45,6 @@ class Transport(ABC):
 
     @abstractmethod
     async def publish(self, channel: str, payload: str) -> None: ...
-
-    # Presence is counted where every process can see it.
-    @abstractmethod
-    async def presence_add(self, username: str) -> bool:
-        """Count one more present connection group; True if the user was offline."""
-
-    @abstractmethod
-    async def presence_remove(self, username: str) -> bool:
-        """Count one less; True if the user is now offline everywhere."""
-
-    @abstractmethod
-    async def presence_online(self) -> list[str]: ...
 
 
 def open_transport(url: str) -> Transport:

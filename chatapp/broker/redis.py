@@ -1,22 +1,10 @@
-"""The Redis transport: pub/sub fan-out and presence shared by every worker and host.
+"""The Redis transport: pub/sub fan-out shared by every worker and host.
 
 Pub/sub is at-most-once, so a lost subscriber connection is re-established with
 backoff and the hub is told (``reconnected``) to replay room events from storage.
-
-Presence keys (``P`` is the prefix, ``chatapp:<db>`` unless ``?prefix=`` is given):
-
-- ``P:presence:workers``: sorted set, worker id -> deadline (Redis time, ms).
-- ``P:presence:worker:<id>``: set of usernames that worker holds, expiring with it.
-- ``P:presence:online``: users announced online and not yet announced offline.
-
-The two shared keys expire ``3 * ttl`` after the last heartbeat of any worker.
-
-A worker refreshes its deadline and its set every ``heartbeat`` seconds (TTL
-``ttl``). Each change runs as one Lua script, so it is atomic across workers: the
-worker whose script removes a user from ``online`` is the one that announces it
-offline. A killed worker stops refreshing; once its deadline passes, the sweep
-that every worker runs removes its users from ``online`` and that one sweep
-publishes them offline (within ``ttl + heartbeat`` seconds).
+Channels and keys carry a prefix (``chatapp:<db>`` unless ``?prefix=`` is given,
+``redis_target``), which presence (``presence_redis.py``) and the limits
+(``limits_redis.py``) share.
 """
 
 from __future__ import annotations
@@ -34,8 +22,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import RedisError
 
-from ..channels import PRESENCE_CHANNEL
-from ..events import presence_event
 from ..wakeup import Wakeup
 from . import BrokerError, Receiver, Reconnected, Transport
 
@@ -44,93 +30,6 @@ log = logging.getLogger(__name__)
 # Redis unreachable shows up as either of these, depending on where it fails.
 REDIS_ERRORS = (RedisError, OSError)
 PUBLISH_BATCH = 256  # publishes per pipeline at most
-
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
-# KEYS: workers, own set, online. ARGV: worker id, ttl ms, user. 1 if newly online.
-_ADD = _NOW + """
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('SADD', KEYS[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-local added = redis.call('SADD', KEYS[3], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], 3 * tonumber(ARGV[2]))
-redis.call('PEXPIRE', KEYS[3], 3 * tonumber(ARGV[2]))
-return added
-"""
-
-# KEYS: workers, own set, online. ARGV: worker key prefix, user.
-# 1 if no live worker holds the user any more (and this call took it offline).
-_REMOVE = _NOW + """
-redis.call('SREM', KEYS[2], ARGV[2])
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], string.format('(%d', now), '+inf')
-for _, id in ipairs(live) do
-  if redis.call('SISMEMBER', ARGV[1] .. id, ARGV[2]) == 1 then return 0 end
-end
-return redis.call('SREM', KEYS[3], ARGV[2])
-"""
-
-# KEYS: workers, own set, online. ARGV: worker id, ttl ms, users...
-# Rewrites this worker's set; returns the users that were not in ``online``
-# (lost with a Redis restart, or swept while this worker was cut off).
-_HEARTBEAT = _NOW + """
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('DEL', KEYS[2])
-local fresh = {}
-for i = 3, #ARGV do
-  redis.call('SADD', KEYS[2], ARGV[i])
-  if redis.call('SADD', KEYS[3], ARGV[i]) == 1 then fresh[#fresh + 1] = ARGV[i] end
-end
-if #ARGV >= 3 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
--- Shared keys outlive any live worker, and vanish once every worker is gone.
-redis.call('PEXPIRE', KEYS[1], 3 * tonumber(ARGV[2]))
-if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], 3 * tonumber(ARGV[2])) end
-return fresh
-"""
-
-# KEYS: workers, online. ARGV: worker key prefix.
-# Forgets dead workers; returns (and removes from ``online``) the users no live
-# worker holds. Atomic, so each such user is returned to exactly one caller.
-_SWEEP = _NOW + """
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now))
-for _, id in ipairs(dead) do
-  redis.call('DEL', ARGV[1] .. id)
-  redis.call('ZREM', KEYS[1], id)
-end
-local live = redis.call('ZRANGE', KEYS[1], 0, -1)
-local gone = {}
-for _, user in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local held = false
-  for _, id in ipairs(live) do
-    if redis.call('SISMEMBER', ARGV[1] .. id, user) == 1 then held = true break end
-  end
-  if not held then
-    redis.call('SREM', KEYS[2], user)
-    gone[#gone + 1] = user
-  end
-end
-return gone
-"""
-
-# KEYS: workers. ARGV: worker key prefix. Everyone a live worker holds.
-_ONLINE = _NOW + """
-local users = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], string.format('(%d', now), '+inf')) do
-  for _, user in ipairs(redis.call('SMEMBERS', ARGV[1] .. id)) do users[user] = true end
-end
-local out = {}
-for user in pairs(users) do out[#out + 1] = user end
-return out
-"""
-
-# KEYS: workers, own set. ARGV: worker id.
-_RELEASE = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-return redis.call('DEL', KEYS[2])
-"""
-
 
 def raise_if_cancelled(error: BaseException) -> None:
     """Re-raise a cancellation redis-py turned into a connection error.
@@ -152,6 +51,13 @@ def split_url(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(query=rest)), prefix or None
 
 
+def redis_target(url: str) -> tuple[str, str]:
+    """The URL for redis-py, and the prefix of our keys and channels (ending in ``:``)."""
+    url, prefix = split_url(url)
+    options = aioredis.ConnectionPool.from_url(url).connection_kwargs
+    return url, f"{prefix or 'chatapp:' + str(options.get('db', 0))}:"
+
+
 class RedisTransport(Transport):
     shared_across_processes = True
 
@@ -159,25 +65,16 @@ class RedisTransport(Transport):
         self,
         url: str,
         *,
-        heartbeat: float = 5.0,
-        ttl: float = 15.0,
         backoff_max: float = 5.0,
         ping_timeout: float = 1.0,
         idle_ping: float = 5.0,
         max_connections: int = 64,
     ) -> None:
-        self._url, prefix = split_url(url)
-        self._heartbeat, self._ttl_ms = heartbeat, int(ttl * 1000)
+        self._url, self.prefix = redis_target(url)
         self._backoff_max, self._ping_timeout, self._idle_ping = (
             backoff_max, ping_timeout, idle_ping)
         self._max_connections = max_connections
         self.worker_id = uuid.uuid4().hex[:16]
-        options = aioredis.ConnectionPool.from_url(self._url).connection_kwargs
-        self.prefix = f"{prefix or 'chatapp:' + str(options.get('db', 0))}:"
-        self._workers_key = f"{self.prefix}presence:workers"
-        self._worker_prefix = f"{self.prefix}presence:worker:"
-        self._own_key = self._worker_prefix + self.worker_id
-        self._online_key = f"{self.prefix}presence:online"
         # Keeps the pub/sub connection subscribed even with no app channel.
         self._control = f"{self.prefix}_worker:{self.worker_id}"
         self.subscriber_name = f"chatapp-sub-{self.worker_id}"  # CLIENT LIST shows it
@@ -188,11 +85,8 @@ class RedisTransport(Transport):
         self._sub_redis: aioredis.Redis | None = None
         self._pubsub: Any = None
         self._sub_lock = asyncio.Lock()
-        self._presence_lock = asyncio.Lock()
         self._channels: set[str] = set()
-        self._held: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._scripts: dict[str, Any] = {}
         self.reconnects = 0
         # Publishes waiting for the publisher task; None while it is not running.
         self._outgoing: list[tuple[str, str, asyncio.Future[None]]] | None = None
@@ -216,34 +110,20 @@ class RedisTransport(Transport):
         self._sub_redis = aioredis.Redis.from_url(
             self._url, retry=Retry(NoBackoff(), 0), client_name=self.subscriber_name, **common
         )
-        for name, source in (("add", _ADD), ("remove", _REMOVE), ("heartbeat", _HEARTBEAT),
-                             ("sweep", _SWEEP), ("online", _ONLINE), ("release", _RELEASE)):
-            self._scripts[name] = self._redis.register_script(source)
         try:
             await self._open_pubsub()
-            await self._beat()
         except (*REDIS_ERRORS, BrokerError) as error:
             raise_if_cancelled(error)
-            # Start anyway (SPEC §7): the listener keeps reconnecting, then restores
-            # presence and has the hub catch up; /healthz says 503 until then.
+            # Start anyway (SPEC §7): the listener keeps reconnecting, then has the
+            # hub catch up; /healthz says 503 until then.
             log.warning("Redis unreachable at %s at start (%s); serving without it and "
                         "reconnecting in the background", self._safe_url(), error)
             await self._drop_pubsub()
         self._spawn(self._listen(), "redis-listener")
-        self._spawn(self._maintain_presence(), "redis-presence")
         self._spawn(self._publisher(), "redis-publisher")
 
     async def close(self) -> None:
         await self._stop_tasks()
-        if self._redis is not None:
-            try:
-                await self._scripts["release"](
-                    keys=[self._workers_key, self._own_key], args=[self.worker_id]
-                )
-                await self._sweep()  # announce this worker's users offline now
-            except (*REDIS_ERRORS, BrokerError) as error:
-                log.warning("could not release presence in Redis: %s", error)
-        self._held.clear()
         self._channels.clear()
         await self._close_clients()
 
@@ -320,11 +200,6 @@ class RedisTransport(Transport):
             await self._drop_pubsub()
             await self._reopen_with_backoff()
             self.reconnects += 1
-            try:
-                await self._beat()  # a restarted Redis has forgotten our presence
-            except (*REDIS_ERRORS, BrokerError) as error:
-                raise_if_cancelled(error)
-                log.warning("presence heartbeat after reconnect failed: %s", error)
             if self._reconnected is not None:
                 try:
                     await self._reconnected()
@@ -463,71 +338,3 @@ class RedisTransport(Transport):
     @property
     def subscribed_channels(self) -> frozenset[str]:
         return frozenset(self._channels)
-
-    # -- presence ------------------------------------------------------------------
-
-    async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        if self._redis is None:
-            raise BrokerError("Redis transport is not connected")
-        try:
-            return await self._scripts[name](keys=keys, args=args)
-        except REDIS_ERRORS as error:
-            raise_if_cancelled(error)
-            raise BrokerError(f"Redis presence {name} failed: {error}") from error
-
-    async def presence_add(self, username: str) -> bool:
-        # ``_held`` is the truth for this worker: the heartbeat restores it in Redis
-        # if this call fails. The lock keeps a heartbeat from resurrecting a user
-        # between a snapshot of ``_held`` and its script.
-        async with self._presence_lock:
-            self._held.add(username)
-            added = await self._run(
-                "add", [self._workers_key, self._own_key, self._online_key],
-                [self.worker_id, self._ttl_ms, username],
-            )
-        return bool(added)
-
-    async def presence_remove(self, username: str) -> bool:
-        async with self._presence_lock:
-            self._held.discard(username)
-            removed = await self._run(
-                "remove", [self._workers_key, self._own_key, self._online_key],
-                [self._worker_prefix, username],
-            )
-        return bool(removed)
-
-    async def presence_online(self) -> list[str]:
-        return sorted(await self._run("online", [self._workers_key], [self._worker_prefix]))
-
-    async def _beat(self) -> None:
-        """Refresh this worker's deadline and set; announce users Redis had lost."""
-        async with self._presence_lock:
-            fresh = await self._scripts["heartbeat"](
-                keys=[self._workers_key, self._own_key, self._online_key],
-                args=[self.worker_id, self._ttl_ms, *sorted(self._held)],
-            )
-        for username in fresh:
-            await self.publish(PRESENCE_CHANNEL, presence_event(username, True))
-
-    async def _sweep(self) -> list[str]:
-        """Announce offline the users only dead workers held (once, across workers)."""
-        gone: list[str] = await self._scripts["sweep"](
-            keys=[self._workers_key, self._online_key], args=[self._worker_prefix]
-        )
-        for username in gone:
-            log.info("presence: %s offline (its worker stopped heartbeating)", username)
-            await self.publish(PRESENCE_CHANNEL, presence_event(username, False))
-        return gone
-
-    async def _maintain_presence(self) -> None:
-        while True:
-            await asyncio.sleep(self._heartbeat)
-            try:
-                await self._beat()
-                await self._sweep()
-            except (*REDIS_ERRORS, BrokerError) as error:
-                raise_if_cancelled(error)
-                log.warning("presence heartbeat failed: %s", error)
-            except Exception as error:  # keep beating: a dead loop takes users offline
-                raise_if_cancelled(error)
-                log.exception("presence heartbeat crashed")
