@@ -45,8 +45,8 @@ class Connection:
         self.services = services
         self.user = user
         self.send_rate = send_rate  # per user, across all their connections
-        self.queue = SendQueue(on_control=self.on_control)
-        self.queue.own_typing_suffix = f',"user":{json.dumps(user.username)}}}'
+        self.queue = SendQueue(on_control=self.on_control,
+                               own_typing_suffix=f',"user":{json.dumps(user.username)}}}')
         # The rooms this user belongs to, kept current by _join/_leave control events,
         # so the hot path (send, typing, read) needs no database read to authorize.
         self.rooms: dict[str, Room] = {}

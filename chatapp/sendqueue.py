@@ -46,7 +46,8 @@ class SendQueue:
                  "wire", "pacer", "_deferred", "on_close", "on_backlog")
 
     def __init__(
-        self, limit: int = QUEUE_LIMIT, on_control: Callable[[Event], None] | None = None
+        self, limit: int = QUEUE_LIMIT, on_control: Callable[[Event], None] | None = None,
+        own_typing_suffix: str | None = None,
     ) -> None:
         # Lists, not deques: at most ``limit`` items, and far lighter when empty.
         self._items: list[Event] = []
@@ -58,7 +59,7 @@ class SendQueue:
         self.on_control = on_control
         self.shed = 0
         # Typing events ending with this (the owner's name field) are not echoed back.
-        self.own_typing_suffix: str | None = None
+        self.own_typing_suffix = own_typing_suffix
         # When the oldest queued event arrived, and how many events the last frame
         # carried: the fan-out latency and delivery metrics.
         self.oldest_at = 0.0
