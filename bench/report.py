@@ -366,6 +366,22 @@ def write_markdown(res: dict, path: Path) -> None:
                 f"{_f(r6['ping_burst_ms']['max'], 2)} ms "
                 f"({r6['ping_burst_ms']['n']} pings)."
             )
+    for name9, r9 in res.get("s9", {}).items():
+        lines.extend(["", f"## s9 uploads vs. pings ({name9})", ""])
+        if "error" in r9:
+            lines.append(f"error: {r9['error']}")
+        else:
+            busy, idle = r9["ping_during_uploads_ms"], r9["ping_idle_ms"]
+            lines.append(
+                f"{r9['uploaders']} users upload a {r9['megapixels']}-megapixel image each "
+                f"at once ({r9['image_mb']['total']} MB, statuses {r9['statuses']}; rounds "
+                f"{r9['round_wall_s']} s, {r9['throughput_mb_s']} MB/s, "
+                f"{r9['throughput_images_s']} images/s) while {r9['pingers']} websockets "
+                f"ping every {r9['ping_every_ms']} ms. Ping RTT idle p99 "
+                f"{_f(idle['p99'], 2)} ms; during the uploads p50 {_f(busy['p50'], 2)} ms, "
+                f"**p99 {_f(busy['p99'], 2)} ms**, max {_f(busy['max'], 2)} ms "
+                f"({busy['n']} pings)."
+            )
     for name7, r7 in res.get("s7", {}).items():
         if "error" in r7:
             lines.extend(["", f"## s7 scale-out ({name7})", "", f"error: {r7['error']}"])
