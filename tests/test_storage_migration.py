@@ -79,6 +79,24 @@ async def test_sqlite_database_from_before_room_events_upgrades(tmp_path: Path) 
         assert conn.execute("PRAGMA user_version").fetchone() == (len(SQLITE_MIGRATIONS),)
 
 
+async def postgres_at(url: str, version: int) -> asyncpg.Connection:
+    """A connection to ``url``'s schema made by the first ``version`` migrations, with
+    alice and bob as the code of that version wrote them (nothing else yet)."""
+    dsn, schema = split_url(url)
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema or ""})
+    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    await conn.execute("CREATE TABLE schema_version (version int NOT NULL)")
+    for script in PG_MIGRATIONS[:version]:
+        await conn.execute(script)
+    await conn.execute("INSERT INTO schema_version SELECT generate_series(1, $1)", version)
+    await conn.execute("""
+        INSERT INTO meta VALUES ('epoch', 'old');
+        INSERT INTO users (username, username_key, password_hash, is_admin, created_at)
+            VALUES ('alice', 'alice', 'h', true, now()), ('bob', 'bob', 'h', false, now());
+    """)
+    return conn
+
+
 @pytest.mark.postgres
 async def test_postgres_database_from_before_room_events_upgrades() -> None:
     reason = pg.unavailable_reason()
@@ -86,18 +104,9 @@ async def test_postgres_database_from_before_room_events_upgrades() -> None:
         need_service("PostgreSQL", reason)
     with pg.throwaway_schema() as url:
         # The same content, written by the version 2 schema as the old code did.
-        dsn, schema = split_url(url)
-        conn = await asyncpg.connect(dsn, server_settings={"search_path": schema or ""})
+        conn = await postgres_at(url, 2)
         try:
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            await conn.execute("CREATE TABLE schema_version (version int NOT NULL)")
-            for script in PG_MIGRATIONS[:2]:
-                await conn.execute(script)
             await conn.execute("""
-                INSERT INTO schema_version VALUES (1), (2);
-                INSERT INTO meta VALUES ('epoch', 'old');
-                INSERT INTO users (username, username_key, password_hash, is_admin, created_at)
-                    VALUES ('alice', 'alice', 'h', true, now()), ('bob', 'bob', 'h', false, now());
                 INSERT INTO rooms (slug, name, kind, last_seq, created_at)
                     VALUES ('general', 'general', 'public', 5, now()),
                            ('ops', 'Ops', 'private', 3, now());
@@ -201,17 +210,9 @@ async def test_postgres_gets_the_author_index_for_from_searches() -> None:
         need_service("PostgreSQL", reason)
     with pg.throwaway_schema() as url:
         dsn, schema = split_url(url)
-        conn = await asyncpg.connect(dsn, server_settings={"search_path": schema or ""})
+        conn = await postgres_at(url, 9)
         try:
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            await conn.execute("CREATE TABLE schema_version (version int NOT NULL)")
-            for script in PG_MIGRATIONS[:9]:
-                await conn.execute(script)
             await conn.execute("""
-                INSERT INTO schema_version SELECT generate_series(1, 9);
-                INSERT INTO meta VALUES ('epoch', 'old');
-                INSERT INTO users (username, username_key, password_hash, is_admin, created_at)
-                    VALUES ('alice', 'alice', 'h', true, now()), ('bob', 'bob', 'h', false, now());
                 INSERT INTO rooms (slug, name, kind, last_seq, created_at)
                     VALUES ('general', 'general', 'public', 4, now());
                 INSERT INTO memberships (user_id, room_id, last_read_seq, joined_at)
