@@ -85,8 +85,6 @@ def unread_counts(mentions_me: str) -> str:
     )
 
 
-
-
 def _prune(table: str, key: str, column: str) -> str:
     """Housekeeping: delete up to ``?`` (the second) rows of ``table`` whose ``column``
     is before ``?`` (the first); bounded, so each delete is a short transaction."""
