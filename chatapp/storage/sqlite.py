@@ -1,4 +1,5 @@
-"""The SQLite engine (aiosqlite): WAL, one writer with group commit, one reader."""
+"""The SQLite engine: WAL, reads on one aiosqlite connection, writes through the
+group-commit writer (``sqlite_writer.py``)."""
 
 from __future__ import annotations
 
