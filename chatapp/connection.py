@@ -40,13 +40,17 @@ class FrameError(DomainError):
 class Connection:
     """The server side of one tab: its user, send queue and limits."""
 
-    def __init__(self, services: Services, user: User, send_rate: Rate) -> None:
+    def __init__(self, services: Services, user: User, send_rate: Rate,
+                 on_close: Callable[[], None] | None = None,
+                 on_backlog: Callable[[], None] | None = None) -> None:
+        """``on_close`` and ``on_backlog``: the socket's side of the send queue."""
         self.id = secrets.token_hex(6)
         self.services = services
         self.user = user
         self.send_rate = send_rate  # per user, across all their connections
         self.queue = SendQueue(on_control=self.on_control,
-                               own_typing_suffix=f',"user":{json.dumps(user.username)}}}')
+                               own_typing_suffix=f',"user":{json.dumps(user.username)}}}',
+                               on_close=on_close, on_backlog=on_backlog)
         # The rooms this user belongs to, kept current by _join/_leave control events,
         # so the hot path (send, typing, read) needs no database read to authorize.
         self.rooms: dict[str, Room] = {}

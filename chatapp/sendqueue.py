@@ -47,7 +47,8 @@ class SendQueue:
 
     def __init__(
         self, limit: int = QUEUE_LIMIT, on_control: Callable[[Event], None] | None = None,
-        own_typing_suffix: str | None = None,
+        own_typing_suffix: str | None = None, on_close: Callable[[], None] | None = None,
+        on_backlog: Callable[[], None] | None = None,
     ) -> None:
         # Lists, not deques: at most ``limit`` items, and far lighter when empty.
         self._items: list[Event] = []
@@ -67,10 +68,10 @@ class SendQueue:
         self.wire: Wire | None = None
         self.pacer: FlushPacer | None = None
         self._deferred = False  # waiting in the pacer's list for its next tick
-        self.on_close: Callable[[], None] | None = None  # e.g. stop reading the socket
+        self.on_close = on_close  # e.g. stop reading the socket
         # Called when events wait for a writer task, for one that only runs while
         # there is a backlog (the wire writes everything else).
-        self.on_backlog: Callable[[], None] | None = None
+        self.on_backlog = on_backlog
 
     def attach(self, wire: Wire, pacer: FlushPacer) -> None:
         """Write through ``wire`` from now on (call once the first frame is queued)."""

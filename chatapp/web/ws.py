@@ -102,16 +102,19 @@ async def serve(app: Quart, scope: dict[str, Any], receive: Receive, send: Send)
         await _reject(scope, send, 429, "too many open connections; close one first")
         return
     await _accept(svc, user, slot, send)
-    conn = Connection(svc, user, app.config["CHATAPP_SEND_RATE"])
     wire = wire_of(scope)
     frames: Frames = wire if wire is not None and wire.claim() else AsgiFrames(receive)
+    writer = Writer(send)
+    # A closed queue stops the reading; a backlog has the writer start a task.
+    conn = Connection(svc, user, app.config["CHATAPP_SEND_RATE"],
+                      on_close=frames.stop, on_backlog=writer.backlog)
     address = _client_address(scope)  # the real one behind trusted proxies (chatapp.front)
     _log_open(conn, address)
     svc.connections.add(conn)
     svc.metrics.connections.inc()
     unavailable = False
     try:
-        await _session(svc, conn, session_token, frames, wire, send)
+        await _session(svc, conn, session_token, frames, wire, writer, send)
     except StorageUnavailable as error:
         # The database went away while the connection was set up: "try again later"
         # (1013), and the client's reconnect syncs what it missed.
@@ -212,7 +215,7 @@ async def _reject(scope: dict[str, Any], send: Send, status: int, text: str) -> 
 
 async def _session(
     svc: Services, conn: Connection, session_token: str, frames: Frames, wire: Wire | None,
-    send: Send,
+    writer: Writer, send: Send,
 ) -> None:
     # Setup lives in helpers: their locals (room lists, the hello) are freed before
     # the long wait, not kept in this frame for the connection's lifetime.
@@ -224,7 +227,7 @@ async def _session(
             if wire is not None and wire.framed:
                 # Queued behind the hello: from now on events may skip the queue.
                 conn.queue.attach(wire, svc.hub.pacer)
-            await _pump(conn, frames, send)
+            await _pump(conn, frames, writer, send)
         finally:
             await asyncio.shield(svc.presence.disconnected(username))
 
@@ -295,26 +298,45 @@ class AsgiFrames:
             self._next.cancel()
 
 
-async def _pump(conn: Connection, frames: Frames, send: Send) -> None:
-    """Read in this task until the client goes or the send queue closes.
+class Writer:
+    """A task sending what the socket could not take at once, started only while the
+    connection is pumped. With a framed wire it runs only while there is such a
+    backlog (an idle connection then holds no task of its own but the reading one);
+    otherwise it lives as long as the connection."""
 
-    A writer task sends what the socket could not take at once. With a framed wire it
-    runs only while there is such a backlog (an idle connection then holds no task of
-    its own but this one); otherwise it lives as long as the connection.
-    """
+    __slots__ = ("send", "_conn", "_linger", "_task")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self._conn: Connection | None = None  # while pumped
+        self._linger = False
+        self._task: asyncio.Task[None] | None = None
+
+    def backlog(self) -> None:
+        """Events wait in the queue: start a task unless one runs or none may."""
+        conn = self._conn
+        if conn is not None and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(_write(conn, self.send, self._linger),
+                                             name=f"ws-write-{conn.id}")
+            self._task.add_done_callback(lambda task: _writer_done(conn, task))
+
+    def start(self, conn: Connection) -> None:
+        self._conn, self._linger = conn, conn.queue.wire is None
+        self.backlog()  # the hello is queued
+
+    async def stop(self) -> None:
+        self._conn = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def _pump(conn: Connection, frames: Frames, writer: Writer, send: Send) -> None:
+    """Read in this task until the client goes or the send queue closes."""
     queue = conn.queue
-    linger = queue.wire is None
-    writer: asyncio.Task[None] | None = None
-
-    def start_writer() -> None:
-        nonlocal writer
-        if writer is None or writer.done():
-            writer = asyncio.create_task(_write(conn, send, linger), name=f"ws-write-{conn.id}")
-            writer.add_done_callback(lambda task: _writer_done(conn, task))
-
-    queue.on_close = frames.stop
-    queue.on_backlog = start_writer
-    start_writer()  # the hello is queued
+    writer.start(conn)
     try:
         while queue.close_code is None:
             data = await frames.receive()
@@ -322,13 +344,9 @@ async def _pump(conn: Connection, frames: Frames, send: Send) -> None:
                 break
             await conn.receive(data)
     finally:
-        queue.on_backlog = None
         frames.stop()
         conn.cancel_pending()
-        if writer is not None:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
+        await writer.stop()
     await _close(conn, send)
 
 
