@@ -6,7 +6,7 @@ import asyncio
 import json
 import re
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from chatapp.storage import models
 from .conftest import PASSWORD
 from .conftest import test_config as make_config
 from .hashing import cheap_passwords
+from .wsutil import connect
 
 GENERIC = "Invalid username or password"
 COOKIE = "chatapp_session"
@@ -112,6 +113,37 @@ async def test_new_user_is_member_of_general(auth):
     client, _ = await auth.user("alice")
     rooms = (await (await client.get("/api/v1/rooms")).get_json())["rooms"]
     assert [r["slug"] for r in rooms] == ["general"]
+
+
+async def test_newcomer_starts_with_general_read_and_its_history_loads(auth, storage):
+    """A joiner starts with the room read, a newly registered user too: no "99+" and no
+    "New messages" 100 back on their first view; the older pages still load."""
+    await auth.user("alice")
+    alice = await storage.user_by_name("alice")
+    general = await storage.room("general")
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    await storage.import_messages(general.id, [
+        (alice.id, f"m{i}", start + timedelta(seconds=i)) for i in range(150)
+    ])
+    bob, _ = await auth.user("bob")
+    (room,) = (await (await bob.get("/api/v1/rooms")).get_json())["rooms"]
+    assert (room["slug"], room["unread"], room["mentions"], room["last_seq"]) == (
+        "general", 0, 0, 150)
+    async with connect(bob) as ws:
+        (room,) = ws.hello["rooms"]
+        assert (room["unread"], room["last_seq"]) == (0, 150)
+    bodies: list[str] = []
+    path = "/api/v1/rooms/general/messages?limit=50"
+    while True:
+        page = await (await bob.get(path)).get_json()
+        bodies[:0] = [m["body"] for m in page["messages"]]
+        if not page["has_more"]:
+            break
+        path = f"/api/v1/rooms/general/messages?limit=50&before={page['messages'][0]['id']}"
+    assert bodies == [f"m{i}" for i in range(150)]
+    # Later messages are unread as before.
+    await storage.add_message(general.id, alice.id, "after bob", None)
+    assert (await (await bob.get("/api/v1/rooms")).get_json())["rooms"][0]["unread"] == 1
 
 
 @pytest.mark.parametrize("taken", ["alice", "ALICE", "Alice", "aLiCe"])

@@ -52,8 +52,8 @@ async def test_search_finds_a_fragment_and_opens_the_message(
 
     carol = Browser(base)
     assert await asyncio.to_thread(carol.register, "carol") == 303
-    # The target sits 250 messages back: past what the room opens on, which reaches back
-    # to the first unread message (a newcomer has general's last 100 unread) plus a page.
+    # The target sits 250 messages back: past what the room opens on, its last page (a
+    # newcomer starts with general read, so nothing pulls the view further back).
     await api_post(carol, "general", *(f"older note {i}" for i in range(40)))
     await api_post(carol, "general", "Déploiement prévu vendredi", TARGET)
     await api_post(carol, "general", *(f"later note {i}" for i in range(250)))

@@ -367,6 +367,22 @@ async def test_unread_counts_and_read_marker(storage: Storage) -> None:
     assert [r.unread for r in await storage.rooms_of(bob.id) if r.slug == "zoo"] == [0]
 
 
+async def test_a_new_user_starts_with_general_read(storage: Storage) -> None:
+    """create_user joins the general room as any joiner: read up to its last seq."""
+    (alice,) = await users(storage, "alice")
+    room = await general(storage)
+    for i in range(3):
+        await storage.add_message(room.id, alice.id, f"a{i}", None)
+    (bob,) = await users(storage, "bob")
+    (summary,) = await storage.rooms_of(bob.id)
+    assert (summary.slug, summary.unread, summary.last_seq) == (GENERAL_ROOM, 0, 3)
+    assert await storage.mark_read(bob.id, room.id, 1) == 1  # the history is there to read
+    assert (await storage.rooms_of(bob.id))[0].unread == 2
+    await storage.add_message(room.id, alice.id, "later", None)
+    await storage.mark_read(bob.id, room.id, 3)
+    assert (await storage.rooms_of(bob.id))[0].unread == 1
+
+
 async def test_unread_counts_stop_at_the_limit(storage: Storage) -> None:
     """A summary counts at most UNREAD_LIMIT unread messages (shown as "99+"), so its
     cost does not grow with the backlog; last_seq still says how far the room is."""

@@ -9,7 +9,8 @@ time stored as text or as timestamptz) each engine keeps its own SQL.
 The rules stated here once, for both engines:
 - the first user is an admin (``CREATE_USER``: decided in the insert itself, so two
   first registrations at once cannot both win; PostgreSQL locks the table around it);
-- a joiner starts with the room read (``JOIN_ROOM``: unread counts only what follows);
+- a joiner starts with the room read (``JOIN_ROOM``, and a new user joining the general
+  room with ``JOIN_GENERAL``: unread counts only what follows);
 - one's own messages are never unread (``UNREAD_MESSAGE``);
 - the last active admin is never demoted nor deactivated (``OTHER_ADMIN``: decided in
   the update, inside the writer's transaction or with the users table locked).
@@ -48,14 +49,13 @@ CREATE_USER = (
     " VALUES (?, ?, ?, ? OR NOT EXISTS (SELECT 1 FROM users), ?)"
     f" RETURNING {USER_COLUMNS}"
 )
-JOIN_GENERAL = (  # a new user is in the general room (slug), its history unread
-    "INSERT INTO memberships (user_id, room_id, joined_at) SELECT ?, id, ? FROM rooms"
-    " WHERE slug = ?"
-)
-JOIN_ROOM = (
+# A joiner (user, now, then the room's ``where``) starts read up to the room's last seq.
+_JOIN = (
     "INSERT INTO memberships (user_id, room_id, last_read_seq, joined_at)"
-    " SELECT ?, id, last_seq, ? FROM rooms WHERE id = ? ON CONFLICT DO NOTHING"
+    " SELECT ?, id, last_seq, ? FROM rooms WHERE "
 )
+JOIN_ROOM = f"{_JOIN}id = ? ON CONFLICT DO NOTHING"
+JOIN_GENERAL = f"{_JOIN}slug = ?"  # a new user, in the general room (slug) at once
 # Another active admin than the user ``?`` exists.
 OTHER_ADMIN = (
     "EXISTS (SELECT 1 FROM users WHERE is_admin AND deactivated_at IS NULL AND id <> ?)"
