@@ -15,6 +15,9 @@ log = logging.getLogger(__name__)
 DEFAULTS: dict[str, Any] = {
     "CHATAPP_ENV": "development",
     "CHATAPP_DATABASE_URL": "sqlite:///instance/chatapp.db",
+    # Seconds any wait on PostgreSQL may take (connect, pool, each command) before it
+    # fails as unavailable (503): a server that stops answering never hangs requests.
+    "CHATAPP_DATABASE_TIMEOUT": "10",
     "CHATAPP_BROKER_URL": "memory://",
     "CHATAPP_ALLOWED_ORIGINS": "",
     "CHATAPP_PRESENCE_GRACE_SECONDS": "5",
@@ -107,6 +110,14 @@ def load(
     if grace < 0:
         raise ConfigError("CHATAPP_PRESENCE_GRACE_SECONDS must not be negative")
     config["CHATAPP_PRESENCE_GRACE_SECONDS"] = grace
+    try:
+        database_timeout = float(str(config["CHATAPP_DATABASE_TIMEOUT"]).strip())
+    except ValueError:
+        database_timeout = 0
+    if not 0 < database_timeout < math.inf:  # also refuses nan
+        raise ConfigError("CHATAPP_DATABASE_TIMEOUT must be a positive number of seconds, "
+                          f"got {config['CHATAPP_DATABASE_TIMEOUT']!r}")
+    config["CHATAPP_DATABASE_TIMEOUT"] = database_timeout
     try:
         config["CHATAPP_IDLE_TIMEOUT"] = float(config["CHATAPP_IDLE_TIMEOUT"])
     except ValueError:

@@ -58,7 +58,8 @@ class Services:
 def build_services(config: Mapping[str, Any]) -> Services:
     """Every long-lived object, each given its collaborators as it is made; nothing is
     connected yet (``web/lifecycle.py`` opens them before serving)."""
-    storage = open_storage(config["CHATAPP_DATABASE_URL"])
+    storage = open_storage(config["CHATAPP_DATABASE_URL"],
+                           timeout=config.get("CHATAPP_DATABASE_TIMEOUT"))
     transport = open_transport(config["CHATAPP_BROKER_URL"])
     limits = open_limits(config["CHATAPP_BROKER_URL"])  # shared where the broker is
     presence_store = open_presence_store(config["CHATAPP_BROKER_URL"])  # likewise

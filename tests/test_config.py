@@ -103,6 +103,22 @@ def test_bad_presence_grace_refuses(tmp_path, value):
         create_app(make_config(tmp_path, CHATAPP_PRESENCE_GRACE_SECONDS=value))
 
 
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "inf", ""])
+def test_bad_database_timeout_refuses(tmp_path, value):
+    with pytest.raises(ConfigError, match="CHATAPP_DATABASE_TIMEOUT"):
+        create_app(make_config(tmp_path, CHATAPP_DATABASE_TIMEOUT=value))
+
+
+def test_database_timeout_is_seconds_and_reaches_postgresql(tmp_path, monkeypatch):
+    assert load(make_config(tmp_path))["CHATAPP_DATABASE_TIMEOUT"] == 10.0
+    monkeypatch.setenv("CHATAPP_DATABASE_TIMEOUT", " 2.5 ")
+    monkeypatch.setenv("CHATAPP_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    app = create_app({"CHATAPP_ENV": "testing", "CHATAPP_SECRET_KEY": STRONG_SECRET,
+                      "CHATAPP_INSTANCE_PATH": str(tmp_path / "instance")})
+    assert app.config["CHATAPP_DATABASE_TIMEOUT"] == 2.5
+    assert app.extensions["chatapp"].storage._timeout == 2.5  # not connected yet
+
+
 @pytest.mark.parametrize("url", ["mysql://x", "sqlite://relative.db", "chatapp.db"])
 def test_bad_database_url_refuses(tmp_path, url):
     with pytest.raises(ConfigError, match="CHATAPP_DATABASE_URL|sqlite"):

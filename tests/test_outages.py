@@ -113,17 +113,28 @@ class Gate:
             await self._server.wait_closed()
             self._server = None
 
+    async def _passing(self) -> None:
+        """Waited on before anything passes (a new connection, each read and write): a
+        subclass holds traffic here (``test_pg_hang.BlackHole``)."""
+
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._links.add(writer)
+        await self._passing()
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
             writer.transport.abort()
             return
-        self._links.update((writer, up_writer))
+        self._links.add(up_writer)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
-                while data := await src.read(65536):
+                while True:
+                    await self._passing()
+                    data = await src.read(65536)
+                    await self._passing()  # what was read just before a hold waits
+                    if not data:
+                        break
                     dst.write(data)
                     await dst.drain()
             except (OSError, asyncio.IncompleteReadError):

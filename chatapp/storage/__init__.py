@@ -439,8 +439,9 @@ class Storage(ABC):
         empty list: ValueError. Call it in batches (tens of thousands) for millions."""
 
 
-def open_storage(url: str) -> Storage:
-    """Build the engine for a ``CHATAPP_DATABASE_URL`` (not yet connected)."""
+def open_storage(url: str, *, timeout: float | None = None) -> Storage:
+    """Build the engine for a ``CHATAPP_DATABASE_URL`` (not yet connected). ``timeout``
+    (PostgreSQL): seconds any wait on the server may take (CHATAPP_DATABASE_TIMEOUT)."""
     if url.startswith("sqlite:///"):
         from .sqlite import SQLiteStorage
 
@@ -448,5 +449,5 @@ def open_storage(url: str) -> Storage:
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStorage
 
-        return PostgresStorage(url)
+        return PostgresStorage(url) if timeout is None else PostgresStorage(url, timeout)
     raise StorageError(f"unsupported database URL: {url}")

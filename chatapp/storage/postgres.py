@@ -60,9 +60,12 @@ log = logging.getLogger(__name__)
 
 POOL_MIN = 1
 POOL_MAX = 10
-ACQUIRE_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 10.0
-CONNECT_TIMEOUT = 5.0  # an unreachable host fails a start or a health check this fast
+# Every wait on the server (connect, pool acquire, each command) ends after this many
+# seconds (CHATAPP_DATABASE_TIMEOUT): a server that stops answering with its TCP
+# connections still open fails as StorageUnavailable instead of hanging the caller.
+DEFAULT_TIMEOUT = 10.0
+PING_TIMEOUT = 1.5  # under /healthz's own 2 s: the ping fails (and discards) by itself
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
@@ -122,8 +125,11 @@ def _count(status: str) -> int:
 
 
 class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        if not 0 < timeout < float("inf"):
+            raise StorageError(f"the database timeout must be a positive number, got {timeout!r}")
         self._dsn, self._schema = split_url(url)
+        self._timeout = timeout
         self._pool: asyncpg.Pool | None = None
         self._claim: asyncpg.Connection | None = None  # holds the single-process lock
         self._writer: PostgresWriter | None = None  # sends, committed in batches
@@ -131,14 +137,16 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
     async def connect(self) -> None:
         settings = {"search_path": self._schema} if self._schema else {}
         try:
+            # timeout: each connect (a server that accepts and never answers);
+            # command_timeout: each command on a pooled connection.
             pool = await asyncpg.create_pool(
                 self._dsn, min_size=POOL_MIN, max_size=POOL_MAX, server_settings=settings,
-                timeout=CONNECT_TIMEOUT,
+                timeout=self._timeout, command_timeout=self._timeout,
             )
         except DRIVER_ERRORS as exc:
             raise StorageUnavailable(f"cannot connect to PostgreSQL: {exc!r}") from exc
         try:
-            await self._migrate(pool)
+            await self._migrate(settings)
         except BaseException:
             pool.terminate()
             raise
@@ -147,7 +155,7 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
         if self._writer is None:
             self._writer = PostgresWriter(
                 lambda: asyncpg.connect(self._dsn, server_settings=settings,
-                                        timeout=CONNECT_TIMEOUT),
+                                        timeout=self._timeout, command_timeout=self._timeout),
                 storage_error,
             )
 
@@ -162,9 +170,14 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
             "big", signed=True,
         )
         try:
-            conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
+            conn = await asyncpg.connect(self._dsn, timeout=self._timeout,
+                                         command_timeout=self._timeout)
+        except DRIVER_ERRORS as exc:
+            raise storage_error(exc, "cannot claim the database") from exc
+        try:
             claimed = await conn.fetchval("SELECT pg_try_advisory_lock($1)", key)
         except DRIVER_ERRORS as exc:
+            conn.terminate()
             raise storage_error(exc, "cannot claim the database") from exc
         if not claimed:
             await conn.close()
@@ -192,19 +205,44 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
             log.warning("PostgreSQL pool did not close in %.0f s; terminating", CLOSE_TIMEOUT)
             pool.terminate()
 
-    async def _migrate(self, pool: asyncpg.Pool) -> None:
-        async with self._conn(pool) as conn:
+    async def _migrate(self, settings: dict[str, str]) -> None:
+        """Migrate on a connection of its own without a command timeout: a long
+        migration (or waiting for another host's) must not be cut off and retried
+        forever. Its connect is bounded; the pool just proved the server answers."""
+        try:
+            conn = await asyncpg.connect(self._dsn, server_settings=settings,
+                                         timeout=self._timeout)
+        except DRIVER_ERRORS as exc:
+            raise storage_error(exc, "cannot connect to PostgreSQL") from exc
+        try:
             await migrate_postgres(conn, self._schema)
+        except DRIVER_ERRORS as exc:
+            raise storage_error(exc, "database migration failed") from exc
+        finally:
+            try:
+                await asyncio.wait_for(conn.close(), self._timeout)
+            except DRIVER_ERRORS:
+                conn.terminate()
 
     @asynccontextmanager
     async def _conn(self, pool: asyncpg.Pool | None = None) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection; driver failures surface as StorageError."""
+        """A pooled connection; driver failures surface as StorageError.
+
+        Acquiring waits at most the timeout, and each command too (the pool's
+        ``command_timeout``). A connection that failed as unavailable (a command timed
+        out, the link broke) is terminated here, never handed back to the pool in an
+        unknown state (asyncpg would otherwise wait up to the timeout again for the
+        server to confirm the cancelled command before discarding it)."""
         pool = pool or self._pool
         if pool is None:
             raise StorageUnavailable("PostgreSQL is not connected")
         try:
-            async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
-                yield conn
+            async with pool.acquire(timeout=self._timeout) as conn:
+                try:
+                    yield conn
+                except UNAVAILABLE_ERRORS:
+                    conn.terminate()
+                    raise
         except DRIVER_ERRORS as exc:
             raise storage_error(exc, "database operation failed") from exc
 
@@ -221,7 +259,8 @@ class PostgresStorage(PostgresAdmin, PostgresWebhooks, Storage):
             return str(await conn.execute(sql, *args))
 
     async def ping(self) -> None:
-        await self._one("SELECT 1")
+        async with self._conn() as conn:
+            await conn.fetchval("SELECT 1", timeout=min(self._timeout, PING_TIMEOUT))
         if self._claim is not None and self._claim.is_closed():
             # The server restarted and dropped the lock with the session: take it again.
             await self.claim_single_process()
