@@ -18,7 +18,10 @@ makes the insert skip that row (``ON CONFLICT DO NOTHING``): the transaction rol
 back and runs again, now seeing it. A message that cannot be stored (room gone, reply
 to nothing, upload refused) fails alone: the batch rolls back and runs again in
 halves until that message is alone. A broken connection fails the batch's waiters
-with StorageUnavailable; the next batch opens a new one.
+with StorageUnavailable; the next batch opens a new one. The connection comes with a
+connect and a command timeout (CHATAPP_DATABASE_TIMEOUT, set by ``postgres.py``): a
+server that stops answering fails the batch after it, the connection is terminated,
+and sends queued meanwhile wait at most for their own batch's connect after that.
 """
 
 from __future__ import annotations
