@@ -31,6 +31,9 @@ class PostgresAdmin:
               ) -> AbstractAsyncContextManager[asyncpg.Connection]:
         raise NotImplementedError
 
+    def _unbounded(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        raise NotImplementedError
+
     async def _all(self, sql: str, *args: Any) -> list[Any]:
         raise NotImplementedError
 
@@ -143,7 +146,8 @@ class PostgresAdmin:
     ) -> tuple[int, int]:
         if not messages:
             raise ValueError("no messages to import")
-        async with self._conn() as conn, conn.transaction():
+        # Its own connection without the command timeout: a large import takes longer.
+        async with self._unbounded() as conn, conn.transaction():
             # The room's row lock, as a send takes it: seqs stay gapless beside sends.
             last = await conn.fetchval(
                 "SELECT last_seq FROM rooms WHERE id = $1 FOR UPDATE", room_id)
