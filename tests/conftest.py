@@ -17,6 +17,7 @@ from quart.testing import QuartClient
 from chatapp import create_app
 
 from . import pg
+from .hashing import cheap_hasher_passwords
 from .servers import Server
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -72,6 +73,15 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
         _current_backend["name"] = "embedded"
         if name == "scaled":
             pg.drop_claimed()
+
+
+@pytest.fixture(autouse=True)
+def _cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every app a test builds in this process hashes with cheap argon2id parameters
+    (tests/hashing.py): a full hash costs ~0.1-0.4 s and registering, logging in and
+    changing passwords happen thousands of times in the suite. Tests about the
+    parameters themselves build ``Passwords()`` (argon2-cffi's defaults) explicitly."""
+    monkeypatch.setattr("chatapp.services.Passwords", cheap_hasher_passwords)
 
 
 def backend_urls(tmp_path: Path) -> tuple[str, str]:
