@@ -30,6 +30,10 @@ DEFAULTS: dict[str, Any] = {
     "CHATAPP_WS_COMPRESSION": "off",
     # Open websockets per user, all workers and hosts together (SPEC §6).
     "CHATAPP_MAX_CONNECTIONS_PER_USER": "20",
+    # With a Redis broker: how often each worker refreshes its presence and its open
+    # websockets in Redis (both live 3x this): a killed worker's users go offline and
+    # its websockets stop counting within 4x this (at most 7.5: SPEC §6's 30 s).
+    "CHATAPP_REDIS_HEARTBEAT_SECONDS": "5",
     "CHATAPP_TRUSTED_PROXIES": "0",
     # Uploads (SPEC §10): the largest file, and where files live (default
     # <instance>/uploads).
@@ -103,6 +107,14 @@ def load(
         raise ConfigError("CHATAPP_MAX_CONNECTIONS_PER_USER must be a whole number >= 1, "
                           f"got {config['CHATAPP_MAX_CONNECTIONS_PER_USER']!r}")
     config["CHATAPP_MAX_CONNECTIONS_PER_USER"] = max_connections
+    try:
+        heartbeat = float(str(config["CHATAPP_REDIS_HEARTBEAT_SECONDS"]).strip())
+    except ValueError:
+        heartbeat = 0
+    if not 0 < heartbeat <= 7.5:  # also refuses nan
+        raise ConfigError("CHATAPP_REDIS_HEARTBEAT_SECONDS must be a number of seconds above 0 "
+                          f"and at most 7.5, got {config['CHATAPP_REDIS_HEARTBEAT_SECONDS']!r}")
+    config["CHATAPP_REDIS_HEARTBEAT_SECONDS"] = heartbeat
     try:
         grace = float(config["CHATAPP_PRESENCE_GRACE_SECONDS"])
     except ValueError:

@@ -158,10 +158,11 @@ class MemoryLimits(Limits):
         return len(self._slots.get(key, ()))
 
 
-def open_limits(broker_url: str) -> Limits:
-    """The store that matches ``CHATAPP_BROKER_URL`` (not yet connected)."""
+def open_limits(broker_url: str, heartbeat: float = 5.0) -> Limits:
+    """The store that matches ``CHATAPP_BROKER_URL`` (not yet connected); on Redis,
+    websocket slots are refreshed every ``heartbeat`` seconds and live 3x that."""
     if broker_url.startswith(("redis://", "rediss://", "unix://")):
         from .limits_redis import RedisLimits
 
-        return RedisLimits(broker_url)
+        return RedisLimits(broker_url, heartbeat=heartbeat, ttl=3 * heartbeat)
     return MemoryLimits()

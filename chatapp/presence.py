@@ -81,12 +81,13 @@ class MemoryPresence(PresenceStore):
         return sorted(self._present)
 
 
-def open_presence_store(broker_url: str) -> PresenceStore:
-    """The store that matches ``CHATAPP_BROKER_URL`` (not yet connected)."""
+def open_presence_store(broker_url: str, heartbeat: float = 5.0) -> PresenceStore:
+    """The store that matches ``CHATAPP_BROKER_URL`` (not yet connected); on Redis,
+    each worker's users are refreshed every ``heartbeat`` seconds and live 3x that."""
     if broker_url.startswith(("redis://", "rediss://", "unix://")):
         from .presence_redis import RedisPresence
 
-        return RedisPresence(broker_url)
+        return RedisPresence(broker_url, heartbeat=heartbeat, ttl=3 * heartbeat)
     return MemoryPresence()
 
 

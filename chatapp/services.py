@@ -61,8 +61,9 @@ def build_services(config: Mapping[str, Any]) -> Services:
     storage = open_storage(config["CHATAPP_DATABASE_URL"],
                            timeout=config.get("CHATAPP_DATABASE_TIMEOUT"))
     transport = open_transport(config["CHATAPP_BROKER_URL"])
-    limits = open_limits(config["CHATAPP_BROKER_URL"])  # shared where the broker is
-    presence_store = open_presence_store(config["CHATAPP_BROKER_URL"])  # likewise
+    heartbeat = config["CHATAPP_REDIS_HEARTBEAT_SECONDS"]
+    limits = open_limits(config["CHATAPP_BROKER_URL"], heartbeat)  # shared where the broker is
+    presence_store = open_presence_store(config["CHATAPP_BROKER_URL"], heartbeat)  # likewise
     metrics = create_metrics()
     # After a lost broker connection the hub asks chat to replay what it missed; chat
     # publishes through the hub, so the hub gets a call that finds chat when it runs.

@@ -103,6 +103,21 @@ def test_bad_presence_grace_refuses(tmp_path, value):
         create_app(make_config(tmp_path, CHATAPP_PRESENCE_GRACE_SECONDS=value))
 
 
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "inf", "7.6", ""])
+def test_bad_redis_heartbeat_refuses(tmp_path, value):
+    with pytest.raises(ConfigError, match="CHATAPP_REDIS_HEARTBEAT_SECONDS"):
+        create_app(make_config(tmp_path, CHATAPP_REDIS_HEARTBEAT_SECONDS=value))
+
+
+def test_redis_heartbeat_sets_presence_and_websocket_slots(tmp_path):
+    """Both Redis stores refresh every heartbeat and keep their keys 3x as long."""
+    app = create_app(make_config(tmp_path, CHATAPP_BROKER_URL="redis://127.0.0.1:6379/0",
+                                 CHATAPP_REDIS_HEARTBEAT_SECONDS="2.5"))
+    svc = app.extensions["chatapp"]
+    for store in (svc.limits, svc.presence.store):
+        assert (store._heartbeat, store._ttl_ms) == (2.5, 7500)
+
+
 @pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "inf", ""])
 def test_bad_database_timeout_refuses(tmp_path, value):
     with pytest.raises(ConfigError, match="CHATAPP_DATABASE_TIMEOUT"):
@@ -237,6 +252,7 @@ def test_defaults(tmp_path, monkeypatch):
     assert config["CHATAPP_BROKER_URL"] == "memory://"
     assert config["CHATAPP_ALLOWED_ORIGINS"] == []
     assert config["CHATAPP_PRESENCE_GRACE_SECONDS"] == 5.0
+    assert config["CHATAPP_REDIS_HEARTBEAT_SECONDS"] == 5.0
     assert (tmp_path / "instance" / "secret_key").exists()
 
 

@@ -147,7 +147,8 @@ async def test_21st_websocket_of_a_user_is_refused_with_429(start: StartServers)
 
 async def test_a_killed_process_connections_stop_counting(tmp_path: Path) -> None:
     env = {"CHATAPP_DATABASE_URL": f"sqlite:///{tmp_path / 'shared.db'}",
-           "CHATAPP_BROKER_URL": redis_broker(), "CHATAPP_MAX_CONNECTIONS_PER_USER": "3"}
+           "CHATAPP_BROKER_URL": redis_broker(), "CHATAPP_MAX_CONNECTIONS_PER_USER": "3",
+           "CHATAPP_REDIS_HEARTBEAT_SECONDS": "2"}  # slots live 6 s, not the default 15 s
     a = Server(tmp_path / "a", env).start()
     b = Server(tmp_path / "b", env).start()
     try:
@@ -159,7 +160,7 @@ async def test_a_killed_process_connections_stop_counting(tmp_path: Path) -> Non
         b.kill()  # SIGKILL: no goodbye, its slots stay in Redis until they expire
         for socket in doomed:
             socket._task.cancel()
-        deadline = time.monotonic() + 60  # slots live 15 s without a heartbeat
+        deadline = time.monotonic() + 60  # slots live 6 s without a heartbeat
         while (status := await refused_status(a, alice)) is not None:
             assert status == 429
             assert time.monotonic() < deadline, "a killed process's websockets count forever"
