@@ -28,20 +28,20 @@ if __package__ in (None, ""):  # `python bench/run.py` as well as `python -m ben
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import loadgen as lg
+from bench import scenarios, upload_ping
 from bench import search as search_bench
-from bench import upload_ping
 from bench.config import CLIENT_KINDS, NODE_DIR, REPO, RESULTS, Config, log
 from bench.plot import write_plot
 from bench.report import machine, targets_table, write_markdown
 from bench.s4_postgres import s4pg
-from bench.scenarios import ALL_SCENARIOS, CHAT_ONLY, FANOUTS, LIMITS, s7
+from bench.scenarios import FANOUTS, LIMITS, s7
 from bench.targets import ALL_TARGETS, TARGET_CLASSES, Chatapp, Target
 
-# s4 on PostgreSQL (bench/s4_postgres.py) runs right after s4.
-ALL_SCENARIOS.insert(ALL_SCENARIOS.index("s4") + 1, "s4pg")
-# s9: websocket pings while 20 images upload (bench/upload_ping.py, its own server).
-ALL_SCENARIOS.append("s9")
-CHAT_ONLY["s4pg"] = s4pg
+# s4 on PostgreSQL (bench/s4_postgres.py) runs right after s4; s9, websocket pings
+# while 20 images upload (bench/upload_ping.py), starts its own server and runs last.
+_s4 = scenarios.ALL_SCENARIOS.index("s4") + 1
+ALL_SCENARIOS = [*scenarios.ALL_SCENARIOS[:_s4], "s4pg", *scenarios.ALL_SCENARIOS[_s4:], "s9"]
+CHAT_ONLY = {**scenarios.CHAT_ONLY, "s4pg": s4pg}
 
 
 def ensure_node(notes: list[str]) -> bool:
