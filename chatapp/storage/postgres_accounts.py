@@ -4,14 +4,13 @@ admin's (``postgres_admin.py``); its pool and connections stay there."""
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
 from . import GENERAL_ROOM, SessionInfo, SessionRecord, TokenInfo, UserListing, UsernameTaken
 from . import queries as q
+from .mixins import PostgresParts
 from .models import User, utcnow
 from .postgres_admin import _count
 from .queries import USER_COLUMNS, numbered, user_from_row
@@ -32,20 +31,7 @@ def _failure_key(key: str) -> str:
     return key.replace("\x00", "\\x00")
 
 
-class PostgresAccounts:
-    def _conn(self, pool: asyncpg.Pool | None = None
-              ) -> AbstractAsyncContextManager[asyncpg.Connection]:
-        raise NotImplementedError
-
-    async def _one(self, sql: str, *args: Any) -> Any:
-        raise NotImplementedError
-
-    async def _all(self, sql: str, *args: Any) -> list[Any]:
-        raise NotImplementedError
-
-    async def _run(self, sql: str, *args: Any) -> str:
-        raise NotImplementedError
-
+class PostgresAccounts(PostgresParts):
     # users
     async def create_user(self, username: str, password_hash: str, *, admin: bool = False) -> User:
         now = utcnow()

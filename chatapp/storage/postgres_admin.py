@@ -8,14 +8,12 @@ both win.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
 from . import StorageError
 from . import queries as q
+from .mixins import PostgresParts
 from .models import AccountRow, AuditEntry, Invite, User, utcnow
 from .queries import numbered
 
@@ -26,20 +24,7 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-class PostgresAdmin:
-    def _conn(self, pool: asyncpg.Pool | None = None
-              ) -> AbstractAsyncContextManager[asyncpg.Connection]:
-        raise NotImplementedError
-
-    def _unbounded(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
-        raise NotImplementedError
-
-    async def _all(self, sql: str, *args: Any) -> list[Any]:
-        raise NotImplementedError
-
-    async def _run(self, sql: str, *args: Any) -> str:
-        raise NotImplementedError
-
+class PostgresAdmin(PostgresParts):
     async def has_users(self) -> bool:
         return bool(await self._all(q.HAS_USERS))
 

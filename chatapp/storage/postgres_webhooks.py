@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import asyncpg
-
 from . import queries as q
+from .mixins import PostgresParts
 from .models import NO_LOGIN, Webhook, isoformat
 from .queries import numbered
 
@@ -16,11 +14,7 @@ def _webhook(row: Any) -> Webhook:
     return Webhook(row[0], row[1], row[2], row[3], row[4], isoformat(row[5]))
 
 
-class PostgresWebhooks:
-    def _conn(self, pool: asyncpg.Pool | None = None
-              ) -> AbstractAsyncContextManager[asyncpg.Connection]:
-        raise NotImplementedError
-
+class PostgresWebhooks(PostgresParts):
     async def create_webhook(
         self, token_hash: str, room_id: int, name: str, creator_id: int | None
     ) -> Webhook:

@@ -6,31 +6,16 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime
-from typing import Any
 
 from . import GENERAL_ROOM, SessionInfo, SessionRecord, TokenInfo, UserListing, UsernameTaken
 from . import queries as q
 from . import sqlite_messages as one
+from .mixins import SQLiteParts
 from .models import User, from_isoformat, isoformat, utcnow
 from .queries import USER_COLUMNS, for_sqlite, user_from_row
 
 
-class SQLiteAccounts:
-    async def _write(self, op: Any) -> Any:
-        raise NotImplementedError
-
-    async def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        raise NotImplementedError
-
-    async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        raise NotImplementedError
-
-    async def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
-        raise NotImplementedError
-
-    async def _delete_some(self, sql: str, params: tuple[Any, ...]) -> int:
-        raise NotImplementedError
-
+class SQLiteAccounts(SQLiteParts):
     # users
     async def create_user(self, username: str, password_hash: str, *, admin: bool = False) -> User:
         now = isoformat(utcnow())

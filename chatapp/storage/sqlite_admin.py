@@ -13,6 +13,7 @@ from typing import Any
 
 from . import StorageError
 from . import queries as q
+from .mixins import SQLiteParts
 from .models import AccountRow, AuditEntry, Invite, User, from_isoformat, isoformat, utcnow
 
 
@@ -25,19 +26,7 @@ def _invite(row: Any) -> Invite:
                   row[4], row[5], bool(row[6]))
 
 
-class SQLiteAdmin:
-    async def _write(self, op: Any) -> Any:
-        raise NotImplementedError
-
-    async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        raise NotImplementedError
-
-    async def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
-        raise NotImplementedError
-
-    async def _delete_some(self, sql: str, params: tuple[Any, ...]) -> int:
-        raise NotImplementedError
-
+class SQLiteAdmin(SQLiteParts):
     async def has_users(self) -> bool:
         return bool(await self._all(q.HAS_USERS))
 

@@ -6,6 +6,7 @@ import sqlite3
 from typing import Any
 
 from . import queries as q
+from .mixins import SQLiteParts
 from .models import NO_LOGIN, Webhook, isoformat, utcnow
 
 
@@ -13,16 +14,7 @@ def _webhook(row: Any) -> Webhook:
     return Webhook(row[0], row[1], row[2], row[3], row[4], row[5])
 
 
-class SQLiteWebhooks:
-    async def _write(self, op: Any) -> Any:
-        raise NotImplementedError
-
-    async def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        raise NotImplementedError
-
-    async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        raise NotImplementedError
-
+class SQLiteWebhooks(SQLiteParts):
     async def create_webhook(
         self, token_hash: str, room_id: int, name: str, creator_id: int | None
     ) -> Webhook:
