@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,6 +236,38 @@ UNLABELLED_CONTROLS = """() => [...document.querySelectorAll(
     return !name;
   })
   .map((el) => el.outerHTML.slice(0, 120))"""
+
+
+LOOKS = (("desktop-light", DESKTOP, "light"), ("desktop-dark", DESKTOP, "dark"),
+         ("phone-light", PHONE, "light"), ("phone-dark", PHONE, "dark"))
+
+
+async def screenshot_looks(
+    chromium: Any, watch: Watch, state: Any, url: str, prefix: str,
+    ready: Callable[[Any], Awaitable[None]], *, full_page: bool = True,
+) -> None:
+    """Open ``url`` signed in as ``state`` in each look (desktop and phone, light and
+    dark); once ``ready(page)``, nothing may scroll sideways and every control not hidden
+    from assistive technology has a name; saved as docs/screenshots/<prefix>-<look>.png."""
+    for look, viewport, scheme in LOOKS:
+        name = f"{prefix}-{look}"
+        context = await chromium.new_context(
+            storage_state=state, viewport=viewport, color_scheme=scheme,
+            reduced_motion="reduce", device_scale_factor=1,
+        )
+        try:
+            page = await context.new_page()
+            watch.attach(page, name)
+            await page.goto(url)
+            await ready(page)
+            overflow = await page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, f"{name}: page scrolls sideways by {overflow}px"
+            unlabelled = await page.evaluate(UNLABELLED_CONTROLS)
+            assert [c for c in unlabelled if 'aria-hidden="true"' not in c] == [], name
+            await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+        finally:
+            await context.close()
 
 
 async def screenshot_chat(

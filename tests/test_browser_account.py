@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from .servers import ROOT, Server
+from .servers import Server
 from .test_browser import (  # noqa: F401 - fixtures
     DESKTOP,
     PHONE,
-    UNLABELLED_CONTROLS,
     WAIT_MS,
     Watch,
     chromium,
@@ -24,6 +23,7 @@ from .test_browser import (  # noqa: F401 - fixtures
     expect_once,
     fill_form,
     message,
+    screenshot_looks,
     send,
     servers,
     start,
@@ -31,7 +31,6 @@ from .test_browser import (  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-SHOTS = ROOT / "docs" / "screenshots"
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15"
           " (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1")
 
@@ -126,25 +125,9 @@ async def test_rename_shows_live_and_another_device_is_signed_out(
     await account.click(".token-form button[type=submit]")
     await expect(account.locator("#new-token")).to_have_value(re.compile(r"^chatapp_"))
     state = await ctx_a.storage_state()
-    for name, viewport, scheme in [("account-desktop-light", DESKTOP, "light"),
-                                   ("account-desktop-dark", DESKTOP, "dark"),
-                                   ("account-phone-light", PHONE, "light"),
-                                   ("account-phone-dark", PHONE, "dark")]:
-        ctx = await chromium.new_context(storage_state=state, viewport=viewport,
-                                         color_scheme=scheme, reduced_motion="reduce",
-                                         device_scale_factor=1)
-        try:
-            page = await ctx.new_page()
-            watch.attach(page, name)
-            await page.goto(base + "/account")
-            await expect(page.locator("#tokens .account-row")).to_have_count(1)
-            overflow = await page.evaluate(
-                "document.documentElement.scrollWidth - document.documentElement.clientWidth")
-            assert overflow <= 0, f"{name}: page scrolls sideways by {overflow}px"
-            unlabelled = await page.evaluate(UNLABELLED_CONTROLS)
-            assert [c for c in unlabelled if 'aria-hidden="true"' not in c] == [], name
-            await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-        finally:
-            await ctx.close()
+    async def ready(page: Any) -> None:
+        await expect(page.locator("#tokens .account-row")).to_have_count(1)
+
+    await screenshot_looks(chromium, watch, state, base + "/account", "account", ready)
     assert watch.errors == [], watch.errors
     assert watch.dialogs == [], watch.dialogs

@@ -12,24 +12,22 @@ from typing import Any
 
 import pytest
 
-from .servers import ROOT, Server
+from .servers import Server
 from .test_browser import (  # noqa: F401 - fixtures
     DESKTOP,
     PASSWORD,
-    PHONE,
-    UNLABELLED_CONTROLS,
     WAIT_MS,
     Watch,
     chromium,
     chromium_path,
     fill_form,
+    screenshot_looks,
     servers,
     start,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-SHOTS = ROOT / "docs" / "screenshots"
 NEW_PASSWORD = "colleague's new password"
 
 
@@ -119,26 +117,10 @@ async def test_invite_reset_and_deactivate_a_colleague(
     await expect(admin.locator('#audit [data-action="deactivate"]')).to_have_count(1)
 
     state = await ctx_owner.storage_state()
-    for name, viewport, scheme in [("admin-desktop-light", DESKTOP, "light"),
-                                   ("admin-desktop-dark", DESKTOP, "dark"),
-                                   ("admin-phone-light", PHONE, "light"),
-                                   ("admin-phone-dark", PHONE, "dark")]:
-        ctx = await chromium.new_context(storage_state=state, viewport=viewport,
-                                         color_scheme=scheme, reduced_motion="reduce",
-                                         device_scale_factor=1)
-        try:
-            page = await ctx.new_page()
-            watch.attach(page, name)
-            await page.goto(base + "/admin")
-            await expect(page.locator("#users .admin-user")).to_have_count(2)
-            overflow = await page.evaluate(
-                "document.documentElement.scrollWidth - document.documentElement.clientWidth")
-            assert overflow <= 0, f"{name}: page scrolls sideways by {overflow}px"
-            unlabelled = await page.evaluate(UNLABELLED_CONTROLS)
-            assert [c for c in unlabelled if 'aria-hidden="true"' not in c] == [], name
-            await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-        finally:
-            await ctx.close()
+    async def ready(page: Any) -> None:
+        await expect(page.locator("#users .admin-user")).to_have_count(2)
+
+    await screenshot_looks(chromium, watch, state, base + "/admin", "admin", ready)
     # The refusals this test asks for are pages with an error status; nothing else.
     expected = re.compile(r"status of (403|404) \(\) \(" + re.escape(base)
                           + r"/(register|login|join/[^)]+|reset/[^)]+)\)$")
